@@ -64,6 +64,13 @@ class MergePolicy(str, Enum):
     round_robin = "round_robin"  #: take rank 1 of each list, then rank 2, ...; first seen wins
 
 
+class RuleQuery(str, Enum):
+    """How a matched rule turns into a retrieval query."""
+
+    body = "body"  #: question + the rule body's relations as words (default)
+    rule = "rule"  #: question + the rule's full text form (the paper's retriever input)
+
+
 class FaissIndexType(str, Enum):
     """FAISS index family for the dense retriever."""
 
@@ -114,6 +121,7 @@ class RetrievalSettings(BaseModel):
     depth: int = Field(50, ge=1, description="candidates per list before fusion and merging")
     merge: MergePolicy = MergePolicy.rrf
     max_rules: int = Field(3, ge=0, description="rules used per question in rulerag mode")
+    rule_query: RuleQuery = Field(RuleQuery.body, description="query per rule: question + body relations, or + full rule text")
 
 
 class RuleSettings(BaseModel):

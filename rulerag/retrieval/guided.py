@@ -1,0 +1,153 @@
+"""Rule-guided retrieval (RuleRAG): the question plus one query per matched rule, merged.
+
+For each question, rules are matched (by head relation for structured queries, by mention and
+embedding similarity for free text); each rule gives one more query (``settings.rule_query``:
+the question plus the rule body's relations, or plus the whole rule text as in the paper).
+The plain question's list and the per-rule lists are merged by ``settings.merge``
+(reciprocal rank fusion or round-robin) and cut to ``k``. In ``standard`` mode only the plain
+question is searched.
+
+Example:
+    >>> retriever = RuleGuidedRetriever(searcher, index.docs, rule_store)    # doctest: +SKIP
+    >>> result = retriever.retrieve("Which country is Alice Marlow a citizen of?", k=3)  # doctest: +SKIP
+    >>> result.rules[0].rule.text                                          # doctest: +SKIP
+    '[Entity1, born_in, Entity2] leads to [Entity1, citizen_of, Entity2]'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rulerag.config import MergePolicy, Mode, RetrievalSettings, RuleQuery, RuleSettings
+from rulerag.corpus import Document
+from rulerag.retrieval.fusion import round_robin, rrf
+from rulerag.retrieval.hits import Hit, ScoredDocument
+from rulerag.retrieval.search import Searcher
+from rulerag.rules import RuleMatch, RuleStore
+from rulerag.text import relation_words
+
+
+@dataclass
+class RetrievalResult:
+    """Documents for one question, with the rules and queries that produced them."""
+
+    question: str
+    mode: Mode
+    documents: list[ScoredDocument]
+    rules: list[RuleMatch] = field(default_factory=list)
+    queries: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "mode": self.mode.value,
+            "rules": [m.to_dict() for m in self.rules],
+            "queries": self.queries,
+            "documents": [d.to_dict() for d in self.documents],
+        }
+
+
+def rule_query(question: str, match: RuleMatch, style: RuleQuery = RuleQuery.body) -> str:
+    """The retrieval query for one rule.
+
+    ``rule``: the question followed by the rule's text form (the paper's RuleRAG-ICL retriever
+    input). ``body``: the question followed by the rule body's relations as words, which points
+    the query at the facts the rule needs (the head relation is already in the question).
+
+    Example:
+        >>> from rulerag.rules import RuleMatch, parse_rule
+        >>> m = RuleMatch(parse_rule("citizen_of(X,Y) <- born_in(X,Y)"), 1.0, 1.0, None, "")
+        >>> rule_query("Which country is Alice a citizen of?", m)
+        'Which country is Alice a citizen of? born in'
+    """
+    if style == RuleQuery.rule:
+        return f"{question} {match.rule.text}"
+    return f"{question} " + " ".join(relation_words(a.relation) for a in match.rule.body)
+
+
+class RuleGuidedRetriever:
+    """Standard or rule-guided retrieval over a :class:`Searcher`, single or batched."""
+
+    def __init__(
+        self,
+        searcher: Searcher,
+        docs: Sequence[Document],
+        rules: RuleStore | None = None,
+        settings: RetrievalSettings | None = None,
+        rule_settings: RuleSettings | None = None,
+    ) -> None:
+        self.searcher = searcher
+        self.docs = docs
+        self.rules = rules
+        self.settings = settings or searcher.settings
+        self.rule_settings = rule_settings or RuleSettings()
+
+    def match_rules(self, questions: list[str], relations: Sequence[str | None] | None = None) -> list[list[RuleMatch]]:
+        """Matched rules per question: by head relation when given, else by text."""
+        n = self.settings.max_rules
+        if self.rules is None or len(self.rules) == 0 or n == 0:
+            return [[] for _ in questions]
+        relations = relations or [None] * len(questions)
+        out: list[list[RuleMatch] | None] = [None] * len(questions)
+        free = [i for i, r in enumerate(relations) if r is None]
+        for i, rel in enumerate(relations):
+            if rel is not None:
+                out[i] = self.rules.match_relation(rel, top_n=n)
+        if free:
+            matched = self.rules.match_many(
+                [questions[i] for i in free],
+                encoder=self.searcher.encoder,
+                top_n=n,
+                min_score=self.rule_settings.min_score,
+                mention_weight=self.rule_settings.mention_weight,
+            )
+            for i, m in zip(free, matched):
+                out[i] = m
+        return [m or [] for m in out]
+
+    def retrieve(self, question: str, *, k: int | None = None, mode: Mode | str | None = None, relation: str | None = None) -> RetrievalResult:
+        """Retrieve for one question (see :meth:`retrieve_many`)."""
+        return self.retrieve_many([question], k=k, mode=mode, relations=[relation])[0]
+
+    def retrieve_many(
+        self,
+        questions: list[str],
+        *,
+        k: int | None = None,
+        mode: Mode | str | None = None,
+        relations: Sequence[str | None] | None = None,
+    ) -> list[RetrievalResult]:
+        """Retrieve for many questions; all queries of the batch are encoded and searched together."""
+        s = self.settings
+        k = k or s.k
+        mode = Mode(mode or s.mode)
+        matches = self.match_rules(questions, relations) if mode == Mode.rulerag else [[] for _ in questions]
+        queries: list[list[str]] = [[q] + [rule_query(q, m, s.rule_query) for m in ms] for q, ms in zip(questions, matches)]
+        flat = [q for qs in queries for q in qs]
+        lists = self.searcher.search_many(flat, retriever=s.retriever, depth=max(s.depth, k))
+        results = []
+        start = 0
+        for question, ms, qs in zip(questions, matches, queries):
+            own = lists[start : start + len(qs)]
+            start += len(qs)
+            labels = ["question"] + [f"rule:{m.rule.id}" for m in ms]
+            merged = self._merge(own)[:k]
+            docs = [
+                ScoredDocument.from_document(self.docs[h.pos], h.score, rank, self._found_by(h.pos, own, labels))
+                for rank, h in enumerate(merged, start=1)
+            ]
+            results.append(RetrievalResult(question, mode, docs, ms, qs))
+        return results
+
+    def _merge(self, lists: list[list[Hit]]) -> list[Hit]:
+        if len(lists) == 1:
+            return lists[0]
+        if self.settings.merge == MergePolicy.round_robin:
+            return round_robin(lists)
+        return rrf(lists, rrf_k=self.settings.rrf_k)
+
+    @staticmethod
+    def _found_by(pos: int, lists: list[list[Hit]], labels: list[str]) -> tuple[str, ...]:
+        return tuple(label for label, hits in zip(labels, lists) if any(h.pos == pos for h in hits))
