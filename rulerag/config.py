@@ -119,15 +119,15 @@ class RetrievalSettings(BaseModel):
     bm25_weight: float = Field(0.5, ge=0)
     dense_weight: float = Field(0.5, ge=0)
     depth: int = Field(50, ge=1, description="candidates per list before fusion and merging")
-    merge: MergePolicy = MergePolicy.rrf
+    merge: MergePolicy = MergePolicy.round_robin
     max_rules: int = Field(3, ge=0, description="rules used per question in rulerag mode")
     rule_query: RuleQuery = Field(RuleQuery.body, description="query per rule: question + body relations, or + full rule text")
 
 
 class RuleSettings(BaseModel):
     path: Path | None = Field(None, description="rule file (.jsonl or .txt)")
-    min_score: float = Field(0.35, ge=0, le=1, description="matches below this score are dropped")
-    mention_weight: float = Field(0.5, ge=0, le=1, description="weight of relation-name mention vs embedding similarity")
+    min_score: float = Field(0.3, ge=0, le=1, description="matches below this score are dropped")
+    mention_weight: float = Field(0.3, ge=0, le=1, description="weight of relation-name mention vs embedding similarity")
 
 
 class GenerationSettings(BaseModel):

@@ -4,10 +4,12 @@
 
 The world is fictional: people, cities, countries, companies and languages with made-up names.
 Facts are drawn with a fixed seed. One fact is held out on purpose: *Alice Marlow citizen_of
-Norland* is not in the KG. The demo question "Which country is Alice Marlow a citizen of?" is
-answerable only through the rule ``[Entity1, born_in, Entity2] leads to [Entity1, citizen_of,
-Entity2]`` and the document "Alice Marlow born in Norland.", which the question alone does not
-retrieve (a near-namesake, Alicia Marlow, is a citizen of Karsland, and Alice has many other facts).
+Norland* is not in the KG (nor is her birthplace). The demo question "Which country is Alice Marlow
+a citizen of?" is answerable through the rule ``[Entity1, serves_in_army_of, Entity2] leads to
+[Entity1, citizen_of, Entity2]`` and the document "Alice Marlow serves in army of Norland.", which
+the question alone ranks low: a near-namesake, Alicia Marlow, is a citizen of Karsland, and Alice
+has many facts that sound like citizenship without being evidence of it (honorary citizen of a
+city, a visa, a former residence, an application for citizenship, taxes, property).
 Rule confidences and supports are counted on the generated KG, not invented.
 """
 
@@ -71,12 +73,32 @@ def build() -> list[tuple[str, str, str]]:
         if rng.random() < 0.6:
             facts.append((person, "works_in", company_city[job]))
         facts.append((person, "speaks", COUNTRIES[citizen][0]))
+        if rng.random() < 0.35:  # armies recruit citizens, with the odd foreign volunteer
+            facts.append((person, "serves_in_army_of", citizen if rng.random() < 0.9 else rng.choice(countries)))
         for city in rng.sample(cities, rng.randint(0, 2)):
             facts.append((person, "visited", city))
+        # facts that sound like citizenship but are not evidence of it
+        if rng.random() < 0.2:
+            facts.append((person, "honorary_citizen_of", rng.choice(cities)))
+        if rng.random() < 0.3:
+            facts.append((person, "holds_visa_for", rng.choice(countries)))
+        if rng.random() < 0.3:
+            facts.append((person, "previously_lived_in", rng.choice(countries)))
+        if rng.random() < 0.15:
+            facts.append((person, "applied_for_citizenship_of", rng.choice(countries)))
+        if rng.random() < 0.25:
+            facts.append((person, "pays_taxes_in", rng.choice(countries)))
+        if rng.random() < 0.25:
+            facts.append((person, "owns_property_in", rng.choice(countries)))
 
     # The demo's protagonists. Alice's citizenship is deliberately missing.
     facts += [
-        ("Alice Marlow", "born_in", "Norland"),
+        ("Alice Marlow", "honorary_citizen_of", "Dravport"),
+        ("Alice Marlow", "holds_visa_for", "Karsland"),
+        ("Alice Marlow", "applied_for_citizenship_of", "Valdoria"),
+        ("Alice Marlow", "pays_taxes_in", "Estova"),
+        ("Alice Marlow", "owns_property_in", "Sundara"),
+        ("Alice Marlow", "previously_lived_in", "Estova"),
         ("Alice Marlow", "lives_in", "Tarvik"),
         ("Alice Marlow", "works_for", "Karsland Rail"),
         ("Alice Marlow", "works_in", company_city["Karsland Rail"]),
@@ -85,6 +107,7 @@ def build() -> list[tuple[str, str, str]]:
         ("Alice Marlow", "visited", "Amrit"),
         ("Alice Marlow", "studied_at", "Pella University"),
         ("Alice Marlow", "married_to", "Jonas Brandt"),
+        ("Alice Marlow", "serves_in_army_of", "Norland"),
         ("Jonas Brandt", "married_to", "Alice Marlow"),
         ("Alicia Marlow", "born_in", "Karsland"),
         ("Alicia Marlow", "citizen_of", "Karsland"),
@@ -102,6 +125,7 @@ def build() -> list[tuple[str, str, str]]:
 
 
 RULES = [  # (head, body) in datalog form; confidence and support are counted below
+    ("citizen_of", [("serves_in_army_of", "X", "Y")]),
     ("citizen_of", [("born_in", "X", "Y")]),
     ("citizen_of", [("lives_in", "X", "Z"), ("located_in", "Z", "Y")]),
     ("speaks", [("citizen_of", "X", "Z"), ("official_language", "Z", "Y")]),
