@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -95,13 +95,19 @@ class BackendKind(str, Enum):
     fixed = "fixed"  #: deterministic test backend, no model
 
 
-class EmbeddingSettings(BaseModel):
+class _Section(BaseModel):
+    """A settings section: unknown keys are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmbeddingSettings(_Section):
     model: str = Field(DEFAULT_EMBEDDING_MODEL, description="sentence-transformers model dir or packaged name")
     batch_size: int = Field(64, ge=1)
     device: str | None = Field(None, description="torch device; None picks cuda when present")
 
 
-class IndexSettings(BaseModel):
+class IndexSettings(_Section):
     faiss_type: FaissIndexType = FaissIndexType.flat
     ivf_nlist: int = Field(0, ge=0, description="IVF lists; 0 = 4*sqrt(n)")
     ivf_nprobe: int = Field(16, ge=1)
@@ -110,7 +116,7 @@ class IndexSettings(BaseModel):
     gpu: GpuPolicy = GpuPolicy.auto
 
 
-class RetrievalSettings(BaseModel):
+class RetrievalSettings(_Section):
     k: int = Field(5, ge=1, le=1000, description="documents returned per question")
     retriever: RetrieverKind = RetrieverKind.hybrid
     mode: Mode = Mode.rulerag
@@ -124,13 +130,13 @@ class RetrievalSettings(BaseModel):
     rule_query: RuleQuery = Field(RuleQuery.body, description="query per rule: question + body relations, or + full rule text")
 
 
-class RuleSettings(BaseModel):
+class RuleSettings(_Section):
     path: Path | None = Field(None, description="rule file (.jsonl or .txt)")
     min_score: float = Field(0.3, ge=0, le=1, description="matches below this score are dropped")
     mention_weight: float = Field(0.3, ge=0, le=1, description="weight of relation-name mention vs embedding similarity")
 
 
-class GenerationSettings(BaseModel):
+class GenerationSettings(_Section):
     backend: BackendKind = BackendKind.transformers
     model: str = Field("qwen2.5-coder-0.5b-instruct", description="embedded model name, model dir or .gguf file")
     max_new_tokens: int = Field(48, ge=1, le=4096)
@@ -177,14 +183,9 @@ class Settings(BaseSettings):
 _YAML_FILE: dict[str, Path | None] = {}
 
 
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        elif value is not None:
-            out[key] = value
-    return out
+def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
+    """Remove ``None`` values at every level (flags that were not given)."""
+    return {k: _drop_none(v) if isinstance(v, dict) else v for k, v in data.items() if v is not None}
 
 
 def load_settings(config_file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
@@ -206,7 +207,7 @@ def load_settings(config_file: str | Path | None = None, overrides: dict[str, An
             raise ConfigError(f"{path}: top level must be a mapping of sections (retrieval:, rules:, ...)")
     _YAML_FILE["path"] = path
     try:
-        return Settings(**_deep_merge({}, overrides or {}))
+        return Settings(**_drop_none(overrides or {}))
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()

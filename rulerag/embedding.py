@@ -82,7 +82,9 @@ class Encoder:
 
     @property
     def dimension(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        model = self.model
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get())
 
     def encode(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
         """Encode ``texts`` to an ``(n, d)`` float32 array of unit vectors."""

@@ -63,7 +63,9 @@ def test_round_robin_interleaves_and_dedupes():
     a = [Hit(1, 3), Hit(2, 2), Hit(3, 1)]
     b = [Hit(2, 9), Hit(4, 8)]
     c = [Hit(5, 1)]
-    assert [h.pos for h in round_robin([a, b, c])] == [1, 2, 5, 4, 3]
+    merged = round_robin([a, b, c])
+    assert [h.pos for h in merged] == [1, 2, 5, 4, 3]
+    assert [h.score for h in merged] == [1.0, 0.5, 1 / 3, 0.25, 0.2]
 
 
 def test_fusion_rejects_wrong_weight_count():

@@ -73,7 +73,8 @@ def weighted_sum(lists: Sequence[Sequence[Hit]], *, weights: Sequence[float] | N
 
 def round_robin(lists: Sequence[Sequence[Hit]]) -> list[Hit]:
     """Interleave lists (rank 1 of each list in order, then rank 2, ...); a document keeps its
-    first appearance. The score of each hit is its score in the list it was taken from."""
+    first appearance. Scores are rank-based, ``1 / merged position``, since the lists' own scores
+    are not comparable."""
     seen: set[int] = set()
     out: list[Hit] = []
     longest = max((len(h) for h in lists), default=0)
@@ -81,5 +82,5 @@ def round_robin(lists: Sequence[Sequence[Hit]]) -> list[Hit]:
         for hits in lists:
             if rank < len(hits) and hits[rank].pos not in seen:
                 seen.add(hits[rank].pos)
-                out.append(hits[rank])
+                out.append(Hit(hits[rank].pos, 1.0 / (len(out) + 1)))
     return out

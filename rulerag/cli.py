@@ -1,0 +1,300 @@
+"""The ``rulerag`` command line (typer). Run ``rulerag --help`` for the commands.
+
+Every command reads settings as defaults < ``--config FILE`` (or ``$RULERAG_CONFIG``) < environment
+(``RULERAG_SECTION__KEY``) < flags. User errors print one line ``error: ...`` and exit with 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import orjson
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from rulerag.config import BackendKind, FaissIndexType, MergePolicy, Mode, RetrieverKind, Settings, load_settings
+from rulerag.errors import RuleRAGError
+
+app = typer.Typer(
+    help="RuleRAG: rule-guided retrieval-augmented question answering.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+index_app = typer.Typer(help="Build and inspect index directories.", no_args_is_help=True)
+config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+app.add_typer(config_app, name="config")
+
+out = Console()
+err = Console(stderr=True)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_CORPUS = Path(__file__).resolve().parent / "demo" / "corpus.jsonl"
+DEMO_RULES = REPO_ROOT / "rules" / "demo.jsonl"
+DEMO_INDEX = REPO_ROOT / "indexes" / "demo"
+DEMO_QUESTION = "Which country is Alice Marlow a citizen of?"
+
+_state: dict[str, Any] = {"config": None}
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML settings file (else $RULERAG_CONFIG).")]
+IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="Index directory built by `rulerag index build`.")]
+RulesOpt = Annotated[Optional[Path], typer.Option("--rules", "-r", help="Rule file: .jsonl, or text with one rule per line.")]
+ModeOpt = Annotated[Optional[Mode], typer.Option("--mode", "-m", help="standard: question only; rulerag: plus one query per matched rule.")]
+KOpt = Annotated[Optional[int], typer.Option("--k", "-k", min=1, max=1000, help="Documents to return.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+RetrieverOpt = Annotated[Optional[RetrieverKind], typer.Option("--retriever", help="bm25, dense or hybrid.")]
+MergeOpt = Annotated[Optional[MergePolicy], typer.Option("--merge", help="How per-rule lists are merged: rrf or round_robin.")]
+
+
+@app.callback()
+def _main(config: ConfigOpt = None) -> None:
+    """RuleRAG: rule-guided retrieval-augmented question answering."""
+    _state["config"] = config
+
+
+def _settings(**sections: dict[str, Any]) -> Settings:
+    return load_settings(_state["config"], {k: v for k, v in sections.items() if v})
+
+
+def _drop_none(**kw: Any) -> dict[str, Any]:
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+# ---------------------------------------------------------------------------- index
+
+
+@index_app.command("build")
+def index_build(
+    corpus: Annotated[Path, typer.Option("--corpus", help="JSONL corpus: one {\"id\", \"contents\"} object per line.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Index directory to create, e.g. indexes/NAME.")],
+    embedding_model: Annotated[Optional[str], typer.Option("--embedding-model", help="sentence-transformers model dir (default: packaged all-MiniLM-L6-v2).")] = None,
+    faiss_type: Annotated[Optional[FaissIndexType], typer.Option("--faiss-type", help="flat (exact), ivf or hnsw.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Embedding batch size.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index directory (atomically).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Build BM25 + FAISS indexes for a corpus (written to a temp dir, then renamed)."""
+    from rulerag.retrieval.index import build_index
+
+    settings = _settings(
+        embedding=_drop_none(model=embedding_model, batch_size=batch_size),
+        index=_drop_none(faiss_type=faiss_type),
+    )
+    t0 = time.perf_counter()
+    manifest = build_index(corpus, out_dir, settings, overwrite=overwrite, progress=not quiet)
+    dt = time.perf_counter() - t0
+    err.print(
+        f"built {out_dir}: {manifest.num_docs} documents in {dt:.1f}s ({manifest.num_docs / dt:.0f} docs/s); "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in manifest.timings.items())
+    )
+
+
+@index_app.command("info")
+def index_info(path: Annotated[Path, typer.Argument(help="Index directory.")], as_json: JsonOpt = False) -> None:
+    """Show an index's manifest (model, dimension, corpus checksum, counts, versions)."""
+    from rulerag.retrieval.index import read_manifest
+
+    manifest = read_manifest(path)
+    if as_json:
+        _print_json(manifest.model_dump(mode="json"))
+        return
+    table = Table(title=str(path), show_header=False)
+    for key, value in manifest.summary().items():
+        table.add_row(key, str(value))
+    table.add_row("timings (s)", ", ".join(f"{k} {v}" for k, v in manifest.timings.items()))
+    table.add_row("libraries", ", ".join(f"{k} {v}" for k, v in manifest.libraries.items()))
+    out.print(table)
+
+
+# ---------------------------------------------------------------------------- config
+
+
+@config_app.command("show")
+def config_show(as_yaml: Annotated[bool, typer.Option("--yaml", help="Print YAML instead of JSON.")] = False) -> None:
+    """Print the effective settings (defaults < --config < environment)."""
+    data = _settings().to_dict()
+    if as_yaml:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+    else:
+        _print_json(data)
+
+
+# ---------------------------------------------------------------------------- retrieve / ask
+
+
+def _pipeline(index: Path, rules: Path | None, **sections: dict[str, Any]):
+    from rulerag.pipeline import RuleRAG
+
+    settings = _settings(**sections)
+    return RuleRAG.from_index(index, rules, settings=settings)
+
+
+def _rules_table(matches) -> Table:
+    table = Table(title="Rules used", expand=True)
+    table.add_column("score", justify="right", width=6)
+    table.add_column("conf", justify="right", width=6)
+    table.add_column("rule")
+    for m in matches:
+        conf = "-" if m.rule.confidence is None else f"{m.rule.confidence:.2f}"
+        table.add_row(f"{m.score:.2f}", conf, m.rule.text)
+    return table
+
+
+def _docs_table(docs) -> Table:
+    table = Table(title="Documents", expand=True)
+    table.add_column("#", justify="right", width=3)
+    table.add_column("score", justify="right", width=7)
+    table.add_column("id", width=10)
+    table.add_column("found by", width=12)
+    table.add_column("contents")
+    for d in docs:
+        table.add_row(str(d.rank), f"{d.score:.4f}", d.id, ", ".join(d.found_by), d.contents)
+    return table
+
+
+@app.command()
+def retrieve(
+    question: Annotated[Optional[str], typer.Argument(help="The question (omit with --questions).")] = None,
+    index: IndexOpt = DEMO_INDEX,
+    rules: RulesOpt = None,
+    mode: ModeOpt = None,
+    k: KOpt = None,
+    retriever: RetrieverOpt = None,
+    merge: MergeOpt = None,
+    questions: Annotated[Optional[Path], typer.Option("--questions", help="JSONL with 'id' and 'question' (optional 'relation'): answer all in one process.")] = None,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="With --questions: write JSONL here (else stdout).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Questions per retrieval batch.")] = 64,
+    as_json: JsonOpt = False,
+) -> None:
+    """Retrieve documents (and matched rules) for a question, or for a file of questions. No generator is loaded."""
+    if (question is None) == (questions is None):
+        raise typer.BadParameter("give either a QUESTION or --questions FILE.jsonl")
+    rag = _pipeline(index, rules, retrieval=_drop_none(k=k, mode=mode, retriever=retriever, merge=merge))
+    if questions is not None:
+        _retrieve_file(rag, questions, out_file, batch_size)
+        return
+    result = rag.retrieve(question)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    out.print(_rules_table(result.rules))
+    out.print(_docs_table(result.documents))
+
+
+def _retrieve_file(rag, path: Path, out_file: Path | None, batch_size: int) -> None:
+    from tqdm.auto import tqdm
+
+    from rulerag.errors import InputFormatError
+    from rulerag.io import atomic_file
+
+    items = []
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise InputFormatError(path, lineno, f"not valid JSON ({exc})", 'write one {"id": ..., "question": ...} object per line') from exc
+            if not isinstance(obj, dict) or not isinstance(obj.get("question"), str) or not obj["question"].strip():
+                raise InputFormatError(path, lineno, "missing 'question' string", 'write {"id": ..., "question": ...}')
+            items.append((str(obj.get("id", lineno)), obj["question"], obj.get("relation")))
+    sink = atomic_file(out_file, "wb") if out_file else None
+    fh = sink.__enter__() if sink else sys.stdout.buffer
+    try:
+        for start in tqdm(range(0, len(items), batch_size), desc="retrieving", unit="batch", disable=out_file is None):
+            chunk = items[start : start + batch_size]
+            results = rag.retrieve_many([q for _, q, _ in chunk], relations=[r for _, _, r in chunk])
+            for (qid, _, _), res in zip(chunk, results):
+                fh.write(orjson.dumps({"id": qid, **res.to_dict()}) + b"\n")
+    except BaseException:
+        if sink:
+            sink.__exit__(*sys.exc_info())
+        raise
+    if sink:
+        sink.__exit__(None, None, None)
+        err.print(f"wrote {len(items)} results to {out_file}")
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    index: IndexOpt = DEMO_INDEX,
+    rules: RulesOpt = None,
+    mode: ModeOpt = None,
+    k: KOpt = None,
+    retriever: RetrieverOpt = None,
+    merge: MergeOpt = None,
+    backend: Annotated[Optional[BackendKind], typer.Option("--backend", help="transformers, openai or fixed.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Embedded model name, model dir or .gguf file.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer a question: matched rules, retrieved documents, and the generator's answer."""
+    rag = _pipeline(
+        index,
+        rules,
+        retrieval=_drop_none(k=k, mode=mode, retriever=retriever, merge=merge),
+        generation=_drop_none(backend=backend, model=model),
+    )
+    _show_answer(rag.ask(question), as_json)
+
+
+def _show_answer(answer, as_json: bool) -> None:
+    if as_json:
+        _print_json(answer.to_dict())
+        return
+    out.print(Panel(f"[bold]{answer.answer}[/bold]", title=f"Answer ({answer.mode.value}, {answer.generator})", subtitle=answer.question))
+    if answer.rules:
+        out.print(_rules_table(answer.rules))
+    out.print(_docs_table(answer.documents))
+    out.print(", ".join(f"{k} {v:.2f}" for k, v in answer.timings.items()), style="dim")
+
+
+@app.command()
+def demo(
+    question: Annotated[str, typer.Option("--question", help="Question to ask the demo index.")] = DEMO_QUESTION,
+    mode: ModeOpt = None,
+    backend: Annotated[Optional[BackendKind], typer.Option("--backend", help="transformers, openai or fixed.")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild indexes/demo even if it exists.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build the demo index (first run) and answer the demo question with the demo rules."""
+    from rulerag.pipeline import RuleRAG
+    from rulerag.retrieval.index import build_index
+
+    settings = _settings(retrieval=_drop_none(mode=mode), generation=_drop_none(backend=backend))
+    if rebuild or not (DEMO_INDEX / "manifest.json").is_file():
+        err.print(f"building the demo index at {DEMO_INDEX} ...")
+        build_index(DEMO_CORPUS, DEMO_INDEX, settings, overwrite=True, progress=False)
+    rag = RuleRAG.from_index(DEMO_INDEX, DEMO_RULES, settings=settings)
+    _show_answer(rag.ask(question), as_json)
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit status 2."""
+    try:
+        app()
+    except (RuleRAGError, FileExistsError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

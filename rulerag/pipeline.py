@@ -1,0 +1,154 @@
+"""The RuleRAG pipeline: rule matching -> (rule-guided) retrieval -> prompt -> generator.
+
+Example:
+    >>> rag = RuleRAG.from_index("indexes/demo", rules="rules/demo.jsonl")   # doctest: +SKIP
+    >>> result = rag.ask("Which country is Alice Marlow a citizen of?")        # doctest: +SKIP
+    >>> result.answer, result.rules[0].rule.text                               # doctest: +SKIP
+    ('Norland', '[Entity1, born_in, Entity2] leads to [Entity1, citizen_of, Entity2]')
+
+Heavy parts (the embedding model, the generator) load on first use and once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rulerag.config import Mode, Settings, load_settings
+from rulerag.embedding import TextEncoder
+from rulerag.generation import Generator, Prompt, make_backend, postprocess_answer, rulerag_prompt, standard_prompt
+from rulerag.retrieval.guided import RetrievalResult, RuleGuidedRetriever
+from rulerag.retrieval.index import Index, load_index
+from rulerag.retrieval.search import Searcher
+from rulerag.rules import RuleMatch, RuleStore
+
+
+@dataclass
+class Answer:
+    """The answer to one question and everything that led to it."""
+
+    question: str
+    answer: str
+    mode: Mode
+    rules: list[RuleMatch]
+    documents: list  # list[ScoredDocument]
+    prompt: Prompt
+    raw_output: str
+    generator: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "mode": self.mode.value,
+            "rules": [m.to_dict() for m in self.rules],
+            "documents": [d.to_dict() for d in self.documents],
+            "generator": self.generator,
+            "raw_output": self.raw_output,
+            "prompt": {"system": self.prompt.system, "user": self.prompt.user, "template": self.prompt.template},
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+
+class RuleRAG:
+    """Rule-guided RAG over one index directory and one rule set."""
+
+    def __init__(
+        self,
+        index: Index,
+        rules: RuleStore | None = None,
+        settings: Settings | None = None,
+        generator: Generator | None = None,
+        encoder: TextEncoder | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.index = index
+        self.rules = rules
+        self.encoder = encoder or index.encoder(self.settings)
+        self.searcher = Searcher(index.bm25, index.dense, self.encoder, self.settings.retrieval)
+        self.retriever = RuleGuidedRetriever(self.searcher, index.docs, rules, self.settings.retrieval, self.settings.rules)
+        self._generator = generator
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_index(
+        cls,
+        path: str | Path,
+        rules: str | Path | RuleStore | None = None,
+        *,
+        settings: Settings | None = None,
+        config_file: str | Path | None = None,
+        generator: Generator | None = None,
+        encoder: TextEncoder | None = None,
+        verify: bool = True,
+        **overrides: Any,
+    ) -> RuleRAG:
+        """Load an index (and a rule file) with settings from ``settings`` or defaults < ``config_file``
+        < environment < ``overrides`` (nested dicts, e.g. ``retrieval={"k": 3}``)."""
+        settings = settings or load_settings(config_file, overrides)
+        explicit_model = settings.embedding.model if "embedding.model" in _set_fields(settings) else None
+        index = load_index(path, embedding_model=explicit_model, index_settings=settings.index, verify=verify)
+        if rules is None and settings.rules.path is not None:
+            rules = settings.rules.path
+        store = rules if isinstance(rules, RuleStore) or rules is None else RuleStore.from_file(rules)
+        return cls(index, store, settings, generator, encoder)
+
+    @property
+    def generator(self) -> Generator:
+        """The generator backend (built from settings on first use)."""
+        with self._lock:
+            if self._generator is None:
+                self._generator = make_backend(self.settings.generation)
+            return self._generator
+
+    def retrieve(self, question: str, *, k: int | None = None, mode: Mode | str | None = None, relation: str | None = None) -> RetrievalResult:
+        """Documents and matched rules for one question, no generation."""
+        return self.retriever.retrieve(question, k=k, mode=mode, relation=relation)
+
+    def retrieve_many(self, questions: list[str], *, k: int | None = None, mode: Mode | str | None = None, relations: Sequence[str | None] | None = None) -> list[RetrievalResult]:
+        """Batch retrieval: all queries encoded and searched together."""
+        return self.retriever.retrieve_many(questions, k=k, mode=mode, relations=relations)
+
+    def build_prompt(self, result: RetrievalResult) -> Prompt:
+        """The standard-RAG or RuleRAG-ICL prompt for a retrieval result."""
+        docs = [d.contents for d in result.documents]
+        if result.mode == Mode.rulerag and result.rules:
+            return rulerag_prompt(result.question, docs, [m.rule.text for m in result.rules])
+        return standard_prompt(result.question, docs)
+
+    def ask(self, question: str, *, k: int | None = None, mode: Mode | str | None = None, relation: str | None = None) -> Answer:
+        """Retrieve, prompt and generate an answer for one question."""
+        t0 = time.perf_counter()
+        result = self.retrieve(question, k=k, mode=mode, relation=relation)
+        t1 = time.perf_counter()
+        prompt = self.build_prompt(result)
+        gen = self.generator
+        g = self.settings.generation
+        raw = gen.generate(prompt, max_new_tokens=g.max_new_tokens, temperature=g.temperature)
+        t2 = time.perf_counter()
+        return Answer(
+            question=question,
+            answer=postprocess_answer(raw),
+            mode=result.mode,
+            rules=result.rules,
+            documents=result.documents,
+            prompt=prompt,
+            raw_output=raw,
+            generator=gen.name,
+            timings={"retrieval_s": t1 - t0, "generation_s": t2 - t1, "total_s": t2 - t0},
+        )
+
+
+def _set_fields(settings: Settings) -> set[str]:
+    """Dotted names of fields that were set explicitly (YAML, environment or overrides)."""
+    out = set()
+    for section in settings.model_fields_set:
+        sub = getattr(settings, section)
+        for name in getattr(sub, "model_fields_set", set()):
+            out.add(f"{section}.{name}")
+    return out
