@@ -48,7 +48,7 @@ DEMO_QUESTION = "Which country is Alice Marlow a citizen of?"
 _state: dict[str, Any] = {"config": None}
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML settings file (else $RULERAG_CONFIG).")]
-IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="Index directory built by `rulerag index build`.")]
+IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="Index directory built by `rulerag index build` (default: the demo index, with the demo rules).")]
 RulesOpt = Annotated[Optional[Path], typer.Option("--rules", "-r", help="Rule file: .jsonl, or text with one rule per line.")]
 ModeOpt = Annotated[Optional[Mode], typer.Option("--mode", "-m", help="standard: question only; rulerag: plus one query per matched rule.")]
 KOpt = Annotated[Optional[int], typer.Option("--k", "-k", min=1, max=1000, help="Documents to return.")]
@@ -143,6 +143,11 @@ def _pipeline(index: Path, rules: Path | None, **sections: dict[str, Any]):
     from rulerag.pipeline import RuleRAG
 
     settings = _settings(**sections)
+    if rules is None and settings.rules.path is None:
+        if index.resolve() == DEMO_INDEX.resolve():
+            rules = DEMO_RULES
+        elif settings.retrieval.mode == Mode.rulerag:
+            err.print("note: no rule file (--rules or rules.path): rulerag mode retrieves with the question only", style="yellow")
     return RuleRAG.from_index(index, rules, settings=settings)
 
 
@@ -199,37 +204,27 @@ def retrieve(
 
 
 def _retrieve_file(rag, path: Path, out_file: Path | None, batch_size: int) -> None:
+    import contextlib
+
     from tqdm.auto import tqdm
 
     from rulerag.errors import InputFormatError
-    from rulerag.io import atomic_file
+    from rulerag.io import atomic_file, iter_jsonl
 
+    example = '{"id": "q1", "question": "..."}'
     items = []
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise InputFormatError(path, lineno, f"not valid JSON ({exc})", 'write one {"id": ..., "question": ...} object per line') from exc
-            if not isinstance(obj, dict) or not isinstance(obj.get("question"), str) or not obj["question"].strip():
-                raise InputFormatError(path, lineno, "missing 'question' string", 'write {"id": ..., "question": ...}')
-            items.append((str(obj.get("id", lineno)), obj["question"], obj.get("relation")))
-    sink = atomic_file(out_file, "wb") if out_file else None
-    fh = sink.__enter__() if sink else sys.stdout.buffer
-    try:
+    for lineno, obj in iter_jsonl(path, example):
+        if not isinstance(obj.get("question"), str) or not obj["question"].strip():
+            raise InputFormatError(path, lineno, "missing 'question' string", f"write {example}")
+        items.append((str(obj.get("id", lineno)), obj["question"], obj.get("relation")))
+    with contextlib.ExitStack() as stack:
+        fh = stack.enter_context(atomic_file(out_file, "wb")) if out_file else sys.stdout.buffer
         for start in tqdm(range(0, len(items), batch_size), desc="retrieving", unit="batch", disable=out_file is None):
             chunk = items[start : start + batch_size]
             results = rag.retrieve_many([q for _, q, _ in chunk], relations=[r for _, _, r in chunk])
             for (qid, _, _), res in zip(chunk, results):
                 fh.write(orjson.dumps({"id": qid, **res.to_dict()}) + b"\n")
-    except BaseException:
-        if sink:
-            sink.__exit__(*sys.exc_info())
-        raise
-    if sink:
-        sink.__exit__(None, None, None)
+    if out_file:
         err.print(f"wrote {len(items)} results to {out_file}")
 
 

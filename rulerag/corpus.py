@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from rulerag.errors import CorpusFormatError
-from rulerag.io import atomic_file
+from rulerag.io import atomic_file, iter_jsonl
 from rulerag.text import relation_words
 
 
@@ -42,32 +42,20 @@ def linearise_fact(subject: str, relation: str, obj: str, time: str | None = Non
 
 def iter_corpus(path: str | Path) -> Iterator[Document]:
     """Read a JSONL corpus, failing with ``file:line`` on the first malformed line."""
-    path = Path(path)
-    if not path.is_file():
-        raise CorpusFormatError(path, None, "corpus file not found", "pass an existing .jsonl file")
     seen: set[str] = set()
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise CorpusFormatError(path, lineno, f"not valid JSON ({exc})", 'write one JSON object per line: {"id": "...", "contents": "..."}') from exc
-            if not isinstance(obj, dict):
-                raise CorpusFormatError(path, lineno, "line is not a JSON object", 'write {"id": "...", "contents": "..."}')
-            doc_id, contents = obj.pop("id", None), obj.pop("contents", None)
-            if contents is None and "text" in obj:  # tolerate the common "text" field name
-                contents = obj.pop("text")
-            if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
-                raise CorpusFormatError(path, lineno, "missing or non-string 'id'", "give every document a unique string id")
-            if not isinstance(contents, str) or not contents.strip():
-                raise CorpusFormatError(path, lineno, "missing or empty 'contents'", "give every document non-empty text in 'contents'")
-            doc_id = str(doc_id)
-            if doc_id in seen:
-                raise CorpusFormatError(path, lineno, f"duplicate id {doc_id!r}", "make document ids unique")
-            seen.add(doc_id)
-            yield Document(doc_id, contents, obj)
+    for lineno, obj in iter_jsonl(path, '{"id": "...", "contents": "..."}', CorpusFormatError):
+        doc_id, contents = obj.pop("id", None), obj.pop("contents", None)
+        if contents is None and "text" in obj:  # tolerate the common "text" field name
+            contents = obj.pop("text")
+        if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
+            raise CorpusFormatError(path, lineno, "missing or non-string 'id'", "give every document a unique string id")
+        if not isinstance(contents, str) or not contents.strip():
+            raise CorpusFormatError(path, lineno, "missing or empty 'contents'", "give every document non-empty text in 'contents'")
+        doc_id = str(doc_id)
+        if doc_id in seen:
+            raise CorpusFormatError(path, lineno, f"duplicate id {doc_id!r}", "make document ids unique")
+        seen.add(doc_id)
+        yield Document(doc_id, contents, obj)
 
 
 def read_corpus(path: str | Path) -> list[Document]:

@@ -11,6 +11,11 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rulerag.errors import InputFormatError
 
 
 @contextlib.contextmanager
@@ -64,3 +69,25 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def iter_jsonl(path: str | Path, example: str, error: type[InputFormatError] = InputFormatError) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line number, object)`` for each non-blank line of a JSONL file.
+
+    A missing file, invalid JSON or a line that is not an object raises ``error`` naming
+    ``file:line`` and showing ``example`` as the fix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise error(path, None, "file not found", "pass an existing .jsonl file")
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise error(path, lineno, f"not valid JSON ({exc})", f"write one JSON object per line: {example}") from exc
+            if not isinstance(obj, dict):
+                raise error(path, lineno, "line is not a JSON object", f"write {example}")
+            yield lineno, obj
