@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from rulerag.config import DEFAULT_EMBEDDING_MODEL
 from rulerag.errors import ConfigError
@@ -87,14 +88,21 @@ class Encoder:
         return int(get())
 
     def encode(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
-        """Encode ``texts`` to an ``(n, d)`` float32 array of unit vectors."""
+        """Encode ``texts`` to an ``(n, d)`` float32 array of unit vectors.
+
+        With ``progress``, a progress bar counts documents (docs/s and ETA)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vecs = self.model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=progress,
-        )
-        return np.ascontiguousarray(vecs, dtype=np.float32)
+        texts = list(texts)
+        chunk = self.batch_size * 16
+        parts = []
+        with tqdm(total=len(texts), desc="embedding", unit="doc", disable=not progress, smoothing=0.1) as bar:
+            for start in range(0, len(texts), chunk):
+                batch = texts[start : start + chunk]
+                parts.append(
+                    self.model.encode(
+                        batch, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+                    )
+                )
+                bar.update(len(batch))
+        return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)

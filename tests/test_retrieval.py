@@ -10,9 +10,9 @@ import pytest
 
 from rulerag.config import FaissIndexType, IndexSettings, MergePolicy, Mode, RetrievalSettings, RetrieverKind, load_settings
 from rulerag.corpus import Document, write_corpus
-from rulerag.errors import IndexLoadError
+from rulerag.errors import ConfigError, IndexLoadError
 from rulerag.retrieval.bm25 import BM25Index
-from rulerag.retrieval.dense import DenseIndex
+from rulerag.retrieval.dense import DenseIndex, gpu_count
 from rulerag.retrieval.fusion import round_robin, rrf, weighted_sum
 from rulerag.retrieval.guided import RuleGuidedRetriever
 from rulerag.retrieval.hits import Hit
@@ -120,6 +120,28 @@ def test_approximate_faiss_indexes_find_exact_neighbours(kind):
     index = DenseIndex.build(vecs, settings)
     hits = index.search(vecs[:20], depth=1)
     assert [h[0].pos for h in hits] == list(range(20))
+
+
+def test_gpu_policy_without_a_gpu_is_explicit():
+    vecs = np.eye(4, dtype=np.float32)
+    if gpu_count() > 0:
+        pytest.skip("a GPU is present: the no-GPU behaviour cannot be observed")
+    assert not DenseIndex.build(vecs, IndexSettings(gpu="auto")).on_gpu
+    with pytest.raises(ConfigError, match="index.gpu=always but FAISS sees no GPU"):
+        DenseIndex.build(vecs, IndexSettings(gpu="always"))
+
+
+@pytest.mark.gpu
+def test_gpu_index_matches_cpu_search():
+    if gpu_count() == 0:
+        pytest.skip("no GPU visible to FAISS (install faiss-gpu on a CUDA machine)")
+    rng = np.random.default_rng(1)
+    vecs = rng.normal(size=(2000, 32)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    cpu = DenseIndex.build(vecs, IndexSettings(gpu="never"))
+    gpu = DenseIndex.build(vecs, IndexSettings(gpu="always"))
+    assert gpu.on_gpu
+    assert [[h.pos for h in row] for row in gpu.search(vecs[:50], 10)] == [[h.pos for h in row] for row in cpu.search(vecs[:50], 10)]
 
 
 # ---------------------------------------------------------------- rule-guided retrieval
