@@ -32,9 +32,13 @@ app = typer.Typer(
     add_completion=False,
 )
 index_app = typer.Typer(help="Build and inspect index directories.", no_args_is_help=True)
+bench_app = typer.Typer(help="Build RuleQA benchmarks from their source KGs.", no_args_is_help=True)
+rules_app = typer.Typer(help="Mine and inspect rules.", no_args_is_help=True)
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
 app.add_typer(config_app, name="config")
+app.add_typer(bench_app, name="bench")
+app.add_typer(rules_app, name="rules")
 
 out = Console()
 err = Console(stderr=True)
@@ -119,6 +123,99 @@ def index_info(path: Annotated[Path, typer.Argument(help="Index directory.")], a
     table.add_row("timings (s)", ", ".join(f"{k} {v}" for k, v in manifest.timings.items()))
     table.add_row("libraries", ", ".join(f"{k} {v}" for k, v in manifest.libraries.items()))
     out.print(table)
+
+
+# ---------------------------------------------------------------------------- rules / bench
+
+KgOpt = Annotated[
+    Optional[Path],
+    typer.Option("--kg", help="KG folder (icews14, yago, wiki, fb15k-237, nell-995 layout) or a TSV facts file; default ../shared/data/kg/<dataset>."),
+]
+
+
+def _mine_config(min_support: int | None, min_confidence: float | None, min_head_coverage: float | None, max_length: int | None, max_rules_per_head: int | None):
+    from rulerag.rules.mine import MineConfig
+
+    return MineConfig(**_drop_none(min_support=min_support, min_confidence=min_confidence, min_head_coverage=min_head_coverage,
+                                   max_length=max_length, max_rules_per_head=max_rules_per_head))
+
+
+MinSupportOpt = Annotated[Optional[int], typer.Option("--min-support", min=1, help="Minimum support (default from MineConfig).")]
+MinConfOpt = Annotated[Optional[float], typer.Option("--min-confidence", min=0, max=1, help="Minimum standard confidence.")]
+MinHcOpt = Annotated[Optional[float], typer.Option("--min-head-coverage", min=0, max=1, help="Minimum head coverage.")]
+MaxLenOpt = Annotated[Optional[int], typer.Option("--max-length", min=1, max=2, help="Longest rule body (1 or 2).")]
+MaxPerHeadOpt = Annotated[Optional[int], typer.Option("--max-rules-per-head", min=1, help="Keep the best N rules per head relation.")]
+
+
+@rules_app.command("mine")
+def rules_mine(
+    out_file: Annotated[Path, typer.Option("--out", help="Rule file to write (.jsonl), e.g. rules/NAME.jsonl.")],
+    kg: KgOpt = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset layout of --kg (default: the folder's name).")] = None,
+    splits: Annotated[str, typer.Option("--splits", help="Splits to mine from, comma-separated (never include test for benchmarks).")] = "train,valid",
+    min_support: MinSupportOpt = None,
+    min_confidence: MinConfOpt = None,
+    min_head_coverage: MinHcOpt = None,
+    max_length: MaxLenOpt = None,
+    max_rules_per_head: MaxPerHeadOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Mine closed path rules (AMIE-style static, TLogic-style temporal) from a KG."""
+    from rulerag.errors import ConfigError
+    from rulerag.kg.loaders import load_facts_file, load_kg
+    from rulerag.rules.mine import mine_to_file
+
+    if kg is not None and kg.is_file():
+        table = load_facts_file(kg)
+    else:
+        if kg is None and dataset is None:
+            raise ConfigError("give --kg PATH (a KG folder or a TSV facts file) or --dataset NAME")
+        data = load_kg(dataset or kg.name, kg)
+        parts = [p.strip() for p in splits.split(",") if p.strip()]
+        bad = [p for p in parts if p not in ("train", "valid", "test")]
+        if bad or not parts:
+            raise ConfigError(f"unknown split(s) {bad or parts}. Fix: use a comma-separated subset of train,valid,test")
+        table = getattr(data, parts[0])
+        for p in parts[1:]:
+            table = table.concat(getattr(data, p))
+    t0 = time.perf_counter()
+    n = mine_to_file(table, out_file, _mine_config(min_support, min_confidence, min_head_coverage, max_length, max_rules_per_head), progress=not quiet)
+    err.print(f"mined {n} rules from {len(table):,} facts in {time.perf_counter() - t0:.1f}s -> {out_file}")
+
+
+@bench_app.command("build")
+def bench_build(
+    benchmark: Annotated[str, typer.Argument(help="ruleqa-i, ruleqa-y, ruleqa-w, ruleqa-f or ruleqa-n.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Benchmark directory to create (keep it outside git).")],
+    kg: KgOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed: same seed, same bytes.")] = 0,
+    sample: Annotated[str, typer.Option("--sample", help="balanced (popular/long-tail halves, the paper's) or uniform.")] = "balanced",
+    num_questions: Annotated[Optional[int], typer.Option("--questions", min=1, help="Test questions (default: the paper's size).")] = None,
+    min_support: MinSupportOpt = None,
+    min_confidence: MinConfOpt = None,
+    min_head_coverage: MinHcOpt = None,
+    max_length: MaxLenOpt = None,
+    max_rules_per_head: MaxPerHeadOpt = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing directory (atomically).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Rebuild a RuleQA benchmark: corpus, questions, mined rules, fine-tuning splits, stats."""
+    from rulerag.bench.ruleqa import BENCHMARKS, BuildConfig, build_benchmark
+    from rulerag.errors import ConfigError
+    from rulerag.kg.loaders import load_kg
+
+    key = benchmark.lower()
+    if key not in BENCHMARKS:
+        raise ConfigError(f"unknown benchmark {benchmark!r}. Fix: use one of {', '.join(BENCHMARKS)}")
+    config = BuildConfig(key, seed=seed, sample=sample, num_questions=num_questions,
+                         mine=_mine_config(min_support, min_confidence, min_head_coverage, max_length, max_rules_per_head))
+    t0 = time.perf_counter()
+    stats = build_benchmark(load_kg(BENCHMARKS[key][0], kg), out_dir, config, overwrite=overwrite, progress=not quiet)
+    err.print(
+        f"built {out_dir} in {time.perf_counter() - t0:.1f}s: {stats['documents']:,} documents, {stats['questions']:,} questions, "
+        f"{stats['rules']:,} rules; {stats['share_with_rule']:.1%} of questions have a rule, "
+        f"{stats['share_answer_in_corpus']:.1%} have their answer in the corpus"
+    )
 
 
 # ---------------------------------------------------------------------------- config

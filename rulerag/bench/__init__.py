@@ -1,0 +1,1 @@
+"""Benchmarks: the RuleQA builder (and, later, the runner)."""

@@ -1,0 +1,338 @@
+"""Rebuild the five RuleQA benchmarks (RuleRAG, arXiv 2410.22353) from their source KGs.
+
+A benchmark directory holds::
+
+    corpus.jsonl                 linearised train + valid facts (DESIGN.md section 2), with
+                                 subject / relation / object / time metadata
+    questions.jsonl              sampled test links: question text, structured query, gold answer,
+                                 all gold answers of identical queries (the filtered setting),
+                                 popularity group
+    rules.jsonl                  rules mined from the corpus facts only (never from test facts)
+    finetune_retriever.jsonl     (question + rule -> supporting documents), from corpus facts
+    finetune_generator.jsonl     (rule-guided prompt -> answer), same facts
+    stats.json                   counts, shares and the build configuration
+
+Everything is derived deterministically from the KG files and the seed: same seed, same bytes.
+
+**Questions.** One per distinct test query ``(subject, relation, time)`` (static KGs:
+``(subject, relation)``); the question's answer is one of the query's test objects, chosen with the
+seed, and ``golden_answers`` lists every object of identical queries in the test split (static KGs:
+also in train and valid, since a true fact there is a right answer too).
+
+**Popular vs long-tail.** An entity's popularity is the number of corpus facts it occurs in (as
+subject or object). A question is *popular* when its subject is among the most frequent
+``popular_share`` (default 10%) of the corpus's entities, else *long-tail*. The ``balanced`` sample
+(the paper's) draws half of each group (topping up from the other group when one is short);
+``uniform`` draws from all test queries alike.
+
+Example:
+    >>> stats = build_benchmark(load_kg("icews14"), "data/ruleqa-i", BuildConfig("ruleqa-i"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+from tqdm.auto import tqdm
+
+from rulerag.corpus import linearise_fact
+from rulerag.errors import ConfigError
+from rulerag.generation import PROMPT_VERSION, rulerag_prompt
+from rulerag.io import atomic_dir
+from rulerag.kg import FactTable, KGDataset
+from rulerag.rules import Rule, RuleStore, save_rules
+from rulerag.rules.mine import MineConfig, mine_rules
+from rulerag.text import relation_words
+
+log = logging.getLogger(__name__)
+
+#: benchmark -> (source KG, paper's number of test questions)
+BENCHMARKS: dict[str, tuple[str, int]] = {
+    "ruleqa-i": ("icews14", 1559),
+    "ruleqa-y": ("yago", 1864),
+    "ruleqa-w": ("wiki", 2065),
+    "ruleqa-f": ("fb15k-237", 1233),
+    "ruleqa-n": ("nell-995", 815),
+}
+#: the paper's statistics (DESIGN.md section 4): corpus documents, test questions, rules (v1)
+PAPER_STATS: dict[str, dict[str, int]] = {
+    "ruleqa-i": {"documents": 77508, "questions": 1559, "rules": 557},
+    "ruleqa-y": {"documents": 243633, "questions": 1864, "rules": 99},
+    "ruleqa-w": {"documents": 584364, "questions": 2065, "rules": 78},
+    "ruleqa-f": {"documents": 49088, "questions": 1233, "rules": 367},
+    "ruleqa-n": {"documents": 18177, "questions": 815, "rules": 234},
+}
+FILES = ("corpus.jsonl", "questions.jsonl", "rules.jsonl", "finetune_retriever.jsonl", "finetune_generator.jsonl", "stats.json")
+_JSON = orjson.OPT_SORT_KEYS
+
+
+@dataclass
+class BuildConfig:
+    """How a RuleQA benchmark is built. ``num_questions=None`` takes the paper's size."""
+
+    benchmark: str
+    seed: int = 0
+    sample: Literal["balanced", "uniform"] = "balanced"
+    num_questions: int | None = None
+    popular_share: float = 0.1
+    finetune_questions: int = 2000
+    rules_per_question: int = 3
+    mine: MineConfig = field(default_factory=MineConfig)
+
+    def __post_init__(self) -> None:
+        if self.benchmark not in BENCHMARKS:
+            raise ConfigError(f"unknown benchmark {self.benchmark!r}. Fix: use one of {', '.join(BENCHMARKS)}")
+        if self.sample not in ("balanced", "uniform"):
+            raise ConfigError(f"unknown sample {self.sample!r}. Fix: use 'balanced' or 'uniform'")
+        if not 0 < self.popular_share < 1:
+            raise ConfigError("popular_share must be between 0 and 1")
+
+    @property
+    def size(self) -> int:
+        return self.num_questions or BENCHMARKS[self.benchmark][1]
+
+
+def question_text(subject: str, relation: str, time: str | None, time_unit: str | None) -> str:
+    """A question for the query ``(subject, relation, ?, time)``.
+
+    Example:
+        >>> question_text("Thailand", "Consult", "2014-12-03", "day")
+        'Thailand consult whom on 2014-12-03?'
+        >>> question_text("Barack Obama", "nationality", None, None)
+        'Barack Obama nationality what?'
+    """
+    rel = relation_words(relation).lower()
+    if time is None:
+        return f"{subject} {rel} what?"
+    return f"{subject} {rel} whom {'on' if time_unit == 'day' else 'in'} {time}?"
+
+
+def _keys(kg: FactTable, with_time: bool) -> np.ndarray:
+    """One int key per fact's query (subject, relation[, time])."""
+    key = kg.subjects.astype(np.int64) * kg.num_relations + kg.relation_ids
+    if with_time:
+        _, t = np.unique(kg.times, return_inverse=True)
+        key = key * (int(t.max()) + 1 if len(t) else 1) + t
+    return key
+
+
+def _sample(rng: np.random.Generator, candidates: np.ndarray, popular: np.ndarray, n: int, mode: str) -> np.ndarray:
+    """Indices into ``candidates`` (sorted), balanced between popular and long-tail or uniform."""
+    if n >= len(candidates):
+        return np.arange(len(candidates))
+    if mode == "uniform":
+        return np.sort(rng.choice(len(candidates), size=n, replace=False))
+    pop = np.flatnonzero(popular)
+    tail = np.flatnonzero(~popular)
+    n_pop = min(len(pop), n // 2)
+    n_tail = min(len(tail), n - n_pop)
+    n_pop = n - n_tail  # top up from the popular group when the tail is short
+    chosen = np.concatenate([rng.choice(pop, size=n_pop, replace=False), rng.choice(tail, size=n_tail, replace=False)])
+    return np.sort(chosen)
+
+
+class _FactIndex:
+    """Lookups over the corpus facts for grounding rule bodies."""
+
+    def __init__(self, kg: FactTable) -> None:
+        self.kg = kg
+        self.by_sro: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+        self.by_sr: dict[tuple[int, int], list[int]] = defaultdict(list)
+        self.by_or: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, (s, r, o) in enumerate(zip(kg.subjects.tolist(), kg.relation_ids.tolist(), kg.objects.tolist())):
+            self.by_sro[(s, r, o)].append(i)
+            self.by_sr[(s, r)].append(i)
+            self.by_or[(o, r)].append(i)
+        self.rel_id = {name: i for i, name in enumerate(kg.relations)}
+
+    def _before(self, facts: list[int], t: int | None) -> list[int]:
+        if t is None or self.kg.times is None:
+            return facts
+        return [i for i in facts if self.kg.times[i] < t]
+
+    def _edges(self, rel: int, forward: bool, a: int, b: int, t: int | None) -> list[int]:
+        facts = self.by_sro.get((a, rel, b) if forward else (b, rel, a), [])
+        return self._before(facts, t)
+
+    def _out(self, rel: int, forward: bool, a: int, t: int | None) -> list[tuple[int, int]]:
+        """(fact, other end) for atoms leaving ``a`` along ``rel`` in the atom's direction."""
+        facts = self.by_sr.get((a, rel), []) if forward else self.by_or.get((a, rel), [])
+        other = self.kg.objects if forward else self.kg.subjects
+        return [(i, int(other[i])) for i in self._before(facts, t)]
+
+    def grounding(self, rule: Rule, x: int, y: int, t: int | None, exclude: int) -> list[int]:
+        """Corpus facts that ground ``rule``'s body for ``(x, y)`` before time ``t`` (up to 3)."""
+        atoms = rule.body
+        rels = [self.rel_id.get(a.relation) for a in atoms]
+        if any(r is None for r in rels):
+            return []
+        if len(atoms) == 1:
+            a = atoms[0]
+            facts = self._edges(rels[0], a.subject == "X", x, y, t)
+            return [i for i in facts if i != exclude][:1]
+        if len(atoms) == 2:
+            a1, a2 = atoms
+            for f1, z in self._out(rels[0], a1.subject == "X", x, t):
+                if f1 == exclude or z in (x, y):
+                    continue
+                second = [f for f in self._edges(rels[1], a2.subject != "Y", z, y, t) if f != exclude]
+                if second:
+                    return [f1, second[0]]
+        return []
+
+
+def _write_jsonl(path: Path, rows) -> int:
+    n = 0
+    with open(path, "wb") as fh:
+        for row in rows:
+            fh.write(orjson.dumps(row, option=_JSON) + b"\n")
+            n += 1
+    return n
+
+
+def build_benchmark(
+    kg: KGDataset,
+    out: str | Path,
+    config: BuildConfig,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Build one RuleQA benchmark directory (atomically) and return its statistics."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists. Fix: choose another --out or pass --overwrite")
+    name = config.benchmark
+    rng = np.random.default_rng(config.seed)
+    corpus = kg.train.concat(kg.valid)
+    test = kg.test
+    temporal = corpus.temporal
+
+    # ---- popularity
+    freq = np.bincount(np.concatenate([corpus.subjects, corpus.objects]), minlength=corpus.num_entities)
+    present = freq[freq > 0]
+    threshold = float(np.quantile(present, 1 - config.popular_share)) if len(present) else 0.0
+
+    # ---- questions: one per distinct test query, sampled
+    qkey = _keys(test, temporal)
+    order = np.argsort(qkey, kind="stable")
+    uniq, first = np.unique(qkey[order], return_index=True)
+    groups = np.split(order, first[1:])
+    picks = np.array([g[rng.integers(len(g))] for g in groups], dtype=np.int64)  # one test link per query
+    picks.sort()
+    popular = freq[test.subjects[picks]] >= max(threshold, 1)
+    chosen = picks[_sample(rng, picks, popular, config.size, config.sample)]
+
+    answers_by_key: dict[int, set[int]] = defaultdict(set)
+    for k, o in zip(qkey.tolist(), test.objects.tolist()):
+        answers_by_key[k].add(o)
+    if not temporal:  # a true fact in train/valid is a right answer too
+        for k, o in zip(_keys(corpus, False).tolist(), corpus.objects.tolist()):
+            if k in answers_by_key:
+                answers_by_key[k].add(o)
+
+    # ---- rules from the corpus only
+    rules = mine_rules(corpus, config.mine, progress=progress)
+    store = RuleStore(rules)
+    rule_heads = set(store.relations)
+
+    ents = corpus.entities
+    questions = []
+    for n, i in enumerate(chosen.tolist()):
+        s, r, o, t = test.fact(i)
+        gold = sorted(ents[e] for e in answers_by_key[int(qkey[i])])
+        questions.append(
+            {
+                "id": f"{name}-q{n:04d}",
+                "question": question_text(s, r, t, test.time_unit),
+                "subject": s,
+                "relation": r,
+                "time": t,
+                "answer": o,
+                "golden_answers": [o] + [g for g in gold if g != o],
+                "popularity": "popular" if freq[test.subjects[i]] >= max(threshold, 1) else "long-tail",
+                "subject_frequency": int(freq[test.subjects[i]]),
+                "answer_in_corpus": bool(freq[test.objects[i]] > 0),
+                "has_rule": r in rule_heads,
+            }
+        )
+
+    # ---- fine-tuning splits from corpus facts whose relation has rules (disjoint from test)
+    index = _FactIndex(corpus)
+    test_keys = set(_keys(test, temporal).tolist())
+    corpus_keys = _keys(corpus, temporal)
+    eligible = np.flatnonzero(np.isin(corpus.relation_ids, [index.rel_id[h] for h in rule_heads if h in index.rel_id]))
+    eligible = eligible[~np.isin(corpus_keys[eligible], list(test_keys))]
+    ft_retriever, ft_generator = [], []
+    for i in tqdm(rng.permutation(eligible).tolist(), desc="fine-tuning pairs", disable=not progress, unit="fact"):
+        if len(ft_generator) >= config.finetune_questions:
+            break
+        s, r, o, t = corpus.fact(i)
+        q = question_text(s, r, t, corpus.time_unit)
+        x, y = int(corpus.subjects[i]), int(corpus.objects[i])
+        when = None if corpus.times is None else int(corpus.times[i])
+        used, support = [], []
+        for rule in store.by_head(r)[: config.rules_per_question]:
+            facts = index.grounding(rule, x, y, when, exclude=i)
+            if not facts:
+                continue
+            texts = [linearise_fact(*corpus.fact(f)) for f in facts]
+            ft_retriever.append({"id": f"{name}-ft{len(ft_generator):05d}-{rule.id}", "question": q, "rule": rule.text,
+                                 "rule_id": rule.id, "positive_ids": [f"{name}-{f}" for f in facts],
+                                 "positive_texts": texts, "answer": o})
+            used.append(rule.text)
+            support.extend(t_ for t_ in texts if t_ not in support)
+        if used:
+            prompt = rulerag_prompt(q, support, used)
+            ft_generator.append({"id": f"{name}-ft{len(ft_generator):05d}", "system": prompt.system, "prompt": prompt.user,
+                                 "answer": o, "prompt_version": PROMPT_VERSION})
+
+    stats = {
+        "benchmark": name,
+        "source_kg": BENCHMARKS[name][0],
+        "documents": len(corpus),
+        "questions": len(questions),
+        "test_queries_available": len(picks),
+        "rules": len(rules),
+        "rules_by_length": {str(k): sum(1 for r in rules if r.length == k) for k in sorted({r.length for r in rules})},
+        "share_with_rule": round(sum(q["has_rule"] for q in questions) / max(len(questions), 1), 4),
+        "share_answer_in_corpus": round(sum(q["answer_in_corpus"] for q in questions) / max(len(questions), 1), 4),
+        "share_popular": round(sum(q["popularity"] == "popular" for q in questions) / max(len(questions), 1), 4),
+        "popular_threshold_facts": threshold,
+        "share_multi_answer": round(sum(len(q["golden_answers"]) > 1 for q in questions) / max(len(questions), 1), 4),
+        "finetune_retriever_pairs": len(ft_retriever),
+        "finetune_generator_examples": len(ft_generator),
+        "paper": PAPER_STATS[name],
+        "config": {**asdict(config), "mine": asdict(config.mine)},
+    }
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        _write_jsonl(
+            tmp / "corpus.jsonl",
+            (
+                {"id": f"{name}-{i}", "contents": linearise_fact(*f), "subject": f[0], "relation": f[1], "object": f[2], "time": f[3]}
+                for i, f in enumerate(tqdm(corpus, total=len(corpus), desc="corpus", unit="doc", disable=not progress))
+            ),
+        )
+        _write_jsonl(tmp / "questions.jsonl", questions)
+        save_rules(rules, tmp / "rules.jsonl")
+        _write_jsonl(tmp / "finetune_retriever.jsonl", ft_retriever)
+        _write_jsonl(tmp / "finetune_generator.jsonl", ft_generator)
+        (tmp / "stats.json").write_bytes(orjson.dumps(stats, option=_JSON | orjson.OPT_INDENT_2) + b"\n")
+    return stats
+
+
+def load_questions(path: str | Path) -> list[dict[str, Any]]:
+    """The questions of a benchmark directory (or a questions.jsonl file)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "questions.jsonl"
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+

@@ -1,0 +1,142 @@
+"""RuleQA builder: determinism, no test leakage into mining, sampling, filtered gold answers."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+
+from rulerag.bench import ruleqa
+from rulerag.bench.ruleqa import FILES, BuildConfig, build_benchmark, load_questions, question_text
+from rulerag.errors import ConfigError
+from rulerag.kg import FactTable, KGDataset
+from rulerag.kg.loaders import default_data_root
+from rulerag.rules.mine import MineConfig
+
+
+def _split(facts, n_train, n_valid):
+    table = FactTable.from_triples(facts, time_unit="day")
+    idx = list(range(len(facts)))
+    import numpy as np
+
+    def pick(lo, hi):
+        mask = np.zeros(len(facts), dtype=bool)
+        mask[idx[lo:hi]] = True
+        return table.select(mask)
+
+    return KGDataset("toy", pick(0, n_train), pick(n_train, n_train + n_valid), pick(n_train + n_valid, len(facts)))
+
+
+@pytest.fixture(scope="module")
+def toy_kg() -> KGDataset:
+    """A temporal KG where visits lead to consultations a few days later."""
+    rng = random.Random(3)
+    countries = [f"Country{i}" for i in range(12)]
+    hub = "Country0"  # a popular entity
+    facts = []
+    for day in range(1, 200):
+        a, b = rng.sample(countries, 2)
+        if rng.random() < 0.3:
+            a = hub
+        date = f"2014-{1 + day // 31:02d}-{1 + day % 28:02d}"
+        facts.append((a, "Make a visit", b, date))
+        later = f"2014-{1 + (day + 20) // 31:02d}-{1 + (day + 20) % 28:02d}"
+        facts.append((a, "Consult", b, later))
+    facts.sort(key=lambda f: f[3])
+    n = len(facts)
+    return _split(facts, int(n * 0.7), int(n * 0.1))
+
+
+def _config(**kw):
+    return BuildConfig("ruleqa-i", num_questions=20, finetune_questions=30, mine=MineConfig(min_support=2, max_length=1), **kw)
+
+
+def test_same_seed_same_bytes_other_seed_other_sample(toy_kg, tmp_path):
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    c = tmp_path / "c"
+    build_benchmark(toy_kg, a, _config(seed=1), progress=False)
+    build_benchmark(toy_kg, b, _config(seed=1), progress=False)
+    build_benchmark(toy_kg, c, _config(seed=2), progress=False)
+    for name in FILES:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert (a / "questions.jsonl").read_bytes() != (c / "questions.jsonl").read_bytes()
+    assert (a / "corpus.jsonl").read_bytes() == (c / "corpus.jsonl").read_bytes()
+
+
+def test_corpus_is_train_plus_valid_and_mining_never_sees_test(toy_kg, tmp_path, monkeypatch):
+    seen = {}
+    real = ruleqa.mine_rules
+
+    def spy(kg, config, progress=False):
+        seen["facts"] = set(kg)
+        return real(kg, config, progress=progress)
+
+    monkeypatch.setattr(ruleqa, "mine_rules", spy)
+    stats = build_benchmark(toy_kg, tmp_path / "b", _config(), progress=False)
+    corpus_facts = set(toy_kg.train) | set(toy_kg.valid)
+    assert seen["facts"] == corpus_facts
+    assert not (set(toy_kg.test) - corpus_facts) & seen["facts"]
+    docs = [orjson.loads(x) for x in (tmp_path / "b" / "corpus.jsonl").read_bytes().splitlines()]
+    assert stats["documents"] == len(docs) == len(toy_kg.train) + len(toy_kg.valid)
+    assert docs[0]["contents"].startswith("Time 2014-") and docs[0]["contents"].endswith(".")
+    rules = [orjson.loads(x) for x in (tmp_path / "b" / "rules.jsonl").read_bytes().splitlines()]
+    assert any(r["head"]["relation"] == "Consult" and r["body"][0]["relation"] == "Make a visit" for r in rules)
+
+
+def test_questions_carry_query_gold_and_filtered_answers(toy_kg, tmp_path):
+    build_benchmark(toy_kg, tmp_path / "b", _config(), progress=False)
+    qs = load_questions(tmp_path / "b")
+    assert len(qs) == 20 and len({(q["subject"], q["relation"], q["time"]) for q in qs}) == 20
+    test_facts = set(toy_kg.test)
+    for q in qs:
+        assert (q["subject"], q["relation"], q["answer"], q["time"]) in test_facts
+        expected = {o for s, r, o, t in test_facts if (s, r, t) == (q["subject"], q["relation"], q["time"])}
+        assert set(q["golden_answers"]) == expected and q["golden_answers"][0] == q["answer"]
+        assert q["question"] == question_text(q["subject"], q["relation"], q["time"], "day")
+
+
+def test_balanced_and_uniform_sampling(toy_kg, tmp_path):
+    stats = build_benchmark(toy_kg, tmp_path / "bal", _config(popular_share=0.2), progress=False)
+    groups = [q["popularity"] for q in load_questions(tmp_path / "bal")]
+    assert groups.count("popular") == groups.count("long-tail") == 10
+    assert stats["share_popular"] == 0.5
+    build_benchmark(toy_kg, tmp_path / "uni", _config(popular_share=0.2, sample="uniform"), progress=False)
+    assert len(load_questions(tmp_path / "uni")) == 20
+
+
+def test_finetuning_splits_are_disjoint_from_test_and_time_ordered(toy_kg, tmp_path):
+    build_benchmark(toy_kg, tmp_path / "b", _config(), progress=False)
+    questions = {q["question"] for q in load_questions(tmp_path / "b")}
+    pairs = [orjson.loads(x) for x in (tmp_path / "b" / "finetune_retriever.jsonl").read_bytes().splitlines()]
+    gens = [orjson.loads(x) for x in (tmp_path / "b" / "finetune_generator.jsonl").read_bytes().splitlines()]
+    assert pairs and gens
+    for p in pairs:
+        assert p["question"] not in questions
+        q_date = p["question"].rsplit(" on ", 1)[1].rstrip("?")
+        for text in p["positive_texts"]:
+            assert text.split()[1] < q_date, "a supporting fact must precede the question's time"
+    assert all("<rules>" in g["prompt"] or "leads to" in g["prompt"] for g in gens)
+
+
+def test_bad_config_and_existing_output(toy_kg, tmp_path):
+    with pytest.raises(ConfigError, match="unknown benchmark 'ruleqa-x'.*ruleqa-i"):
+        BuildConfig("ruleqa-x")
+    with pytest.raises(ConfigError, match="balanced"):
+        BuildConfig("ruleqa-i", sample="random")
+    (tmp_path / "b").mkdir()
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        build_benchmark(toy_kg, tmp_path / "b", _config(), progress=False)
+
+
+@pytest.mark.integration
+def test_ruleqa_i_from_shared_data(tmp_path):
+    root = default_data_root()
+    if root is None or not (root / "kg" / "icews14").is_dir():
+        pytest.skip("../shared/data/kg/icews14 is not present (set RULERAG_DATA to the shared data folder)")
+    from rulerag.kg.loaders import load_kg
+
+    stats = build_benchmark(load_kg("icews14"), tmp_path / "ruleqa-i", BuildConfig("ruleqa-i"), progress=False)
+    assert stats["documents"] == 77508 and stats["questions"] == 1559
+    assert 0.45 <= stats["share_popular"] <= 0.55
