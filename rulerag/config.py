@@ -146,7 +146,7 @@ class GenerationSettings(_Section):
     openai_api_key: str | None = None
     timeout_s: float = Field(60.0, gt=0)
     retries: int = Field(2, ge=0)
-    fixed_answer: str = Field("", description="answer of the fixed test backend ('' = first document's last words)")
+    fixed_answer: str = Field("", description="answer of the fixed test backend ('' = the text of retrieved document [1])")
 
 
 class Settings(BaseSettings):

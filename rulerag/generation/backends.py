@@ -1,0 +1,425 @@
+"""Generator backends behind one small interface.
+
+- :class:`FixedBackend`: deterministic, no model (tests, dry runs);
+- :class:`TransformersBackend`: a local model (directory, ``.gguf`` file, or an embedded model name
+  from :mod:`rulerag.generation.models`), loaded lazily and once;
+- :class:`OpenAIBackend`: any OpenAI-compatible ``/chat/completions`` server (vLLM, llama.cpp's
+  server, Ollama, ...), with retries.
+
+:func:`make_backend` builds the one named by :class:`rulerag.config.GenerationSettings`.
+
+Backends return the model's raw text; apply :func:`rulerag.generation.prompts.postprocess_answer`
+to reduce it to an answer. Every failure is a :class:`rulerag.errors.GenerationError` whose message
+says what went wrong and how to fix it.
+
+Example:
+    >>> from rulerag.generation.prompts import standard_prompt
+    >>> gen = FixedBackend()
+    >>> gen.generate(standard_prompt("Where was Alice born?", ["Alice born in Tarvik.", "Bo born in Ulm."]),
+    ...              max_new_tokens=8)
+    'Alice born in Tarvik.'
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from rulerag.config import BackendKind, GenerationSettings
+from rulerag.errors import ConfigError, GenerationError
+from rulerag.generation.prompts import Prompt
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Turns a :class:`Prompt` into text. ``temperature == 0`` means greedy (deterministic)."""
+
+    name: str
+
+    def generate(self, prompt: Prompt, *, max_new_tokens: int, temperature: float = 0.0) -> str: ...
+
+    def generate_batch(
+        self, prompts: Sequence[Prompt], *, max_new_tokens: int, temperature: float = 0.0
+    ) -> list[str]:
+        """Answer several prompts; the default calls :meth:`generate` for each, in order."""
+        return [self.generate(p, max_new_tokens=max_new_tokens, temperature=temperature) for p in prompts]
+
+
+# --------------------------------------------------------------------------------------- fixed
+
+_DOC_LINE = re.compile(r"^\[\d+\]\s?")
+
+
+def first_document(prompt: Prompt) -> str:
+    """Text of document ``[1]`` of a prompt from :mod:`~rulerag.generation.prompts`: the first
+    line after ``<documents>``, without its ``[1] `` number; ``""`` when there is no document."""
+    _, sep, rest = prompt.user.partition("<documents>\n")
+    if not sep:
+        return ""
+    line = rest.split("\n", 1)[0]
+    if line.startswith("</documents>") or not _DOC_LINE.match(line):
+        return ""
+    return _DOC_LINE.sub("", line, count=1)
+
+
+class FixedBackend(Generator):
+    """Deterministic backend with no model, for tests and dry runs.
+
+    ``generate`` returns ``answer`` when it is non-empty; otherwise the text of the first retrieved
+    document exactly as rendered in the prompt (the first line of the ``<documents>`` block, without
+    its ``[1] `` number: whitespace collapsed), or ``""`` when the prompt has no documents. It
+    ignores ``max_new_tokens`` and ``temperature``. Every prompt received is appended to
+    :attr:`prompts` (in call order).
+    """
+
+    def __init__(self, answer: str = "") -> None:
+        self.answer = answer
+        self.name = "fixed"
+        self.prompts: list[Prompt] = []
+        self._lock = threading.Lock()
+
+    def generate(self, prompt: Prompt, *, max_new_tokens: int, temperature: float = 0.0) -> str:
+        with self._lock:
+            self.prompts.append(prompt)
+        return self.answer if self.answer else first_document(prompt)
+
+
+# -------------------------------------------------------------------------------- transformers
+
+#: End-of-turn tokens that also stop generation when the model's vocabulary has them.
+_STOP_TOKENS = ("<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "</s>")
+
+
+def _pick_device(device: str | None) -> str:
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class TransformersBackend(Generator):
+    """A local causal LM run with transformers; loaded on the first :meth:`generate` call, once.
+
+    ``model`` is one of:
+
+    - an embedded model name (see :data:`rulerag.generation.models.MODELS`), resolved to its cached
+      fast-loading copy (built on first use, see :func:`~rulerag.generation.models.resolve_generator`);
+    - a directory with a transformers model and tokenizer;
+    - a ``.gguf`` file (loaded with ``gguf_file=`` from its parent directory; dequantised, slow).
+
+    The tokenizer's chat template is used when it has one, else :meth:`Prompt.as_text`. Greedy when
+    ``temperature == 0``. After each call :attr:`last_usage` holds ``prompt_tokens``,
+    ``completion_tokens`` and ``seconds``; :attr:`load_seconds` the load time.
+    """
+
+    def __init__(self, model: str, *, device: str | None = None) -> None:
+        self.model_ref = str(model)
+        self.name = f"transformers:{self.model_ref}"
+        self.device = device
+        self.load_seconds: float | None = None
+        self.last_usage: dict[str, float] = {}
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._stop_ids: list[int] = []
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def _locate(self) -> tuple[Path, str | None]:
+        """(directory, gguf file name or None) for :attr:`model_ref`."""
+        from rulerag.generation.models import MODELS, resolve_generator
+
+        ref = self.model_ref
+        if ref in MODELS:
+            return resolve_generator(ref), None
+        path = Path(ref).expanduser()
+        if ref.lower().endswith(".gguf"):
+            if not path.is_file():
+                raise GenerationError(
+                    f"GGUF file {path} does not exist. Fix: pass an existing .gguf file as generation.model"
+                )
+            return path.parent, path.name
+        if path.is_dir():
+            if not (path / "config.json").is_file():
+                raise GenerationError(
+                    f"{path} is not a transformers model directory (no config.json). Fix: pass a "
+                    "directory written by save_pretrained, a .gguf file, or an embedded model name"
+                )
+            return path, None
+        raise GenerationError(
+            f"generator model {ref!r} not found: not an embedded model name ({', '.join(sorted(MODELS))}), "
+            "not a directory, not a .gguf file. Fix: set generation.model to one of those"
+        )
+
+    def load(self) -> None:
+        """Load model and tokenizer now (otherwise the first :meth:`generate` does). Idempotent."""
+        if self._model is not None:
+            return
+        with self._lock:
+            if self._model is not None:
+                return
+            directory, gguf_file = self._locate()
+            t0 = time.perf_counter()
+            try:
+                import torch
+                from transformers import AutoModelForCausalLM, AutoTokenizer
+
+                kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+                tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
+                model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, **kwargs)
+            except GenerationError:
+                raise
+            except Exception as exc:  # transformers raises OSError, ValueError, ...
+                where = directory / gguf_file if gguf_file else directory
+                raise GenerationError(
+                    f"could not load generator model from {where}: {exc}. Fix: check the files (for a "
+                    ".gguf also pip install 'gguf>=0.10' 'accelerate>=0.30')"
+                ) from exc
+            model.to(_pick_device(self.device))
+            model.eval()
+            stop = set()
+            for ids in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+                if isinstance(ids, int):
+                    stop.add(ids)
+                elif ids:
+                    stop.update(int(i) for i in ids)
+            vocab = tokenizer.get_vocab()
+            stop.update(vocab[t] for t in _STOP_TOKENS if t in vocab)
+            self._stop_ids = sorted(stop)
+            self._tokenizer = tokenizer
+            self.load_seconds = time.perf_counter() - t0
+            self._model = model  # last: marks the backend as loaded
+            log.info("loaded generator %s in %.1f s", directory, self.load_seconds)
+
+    def render(self, prompt: Prompt) -> str:
+        """The exact text fed to the model (chat template when the tokenizer has one)."""
+        self.load()
+        tok = self._tokenizer
+        if getattr(tok, "chat_template", None):
+            try:
+                return tok.apply_chat_template(prompt.as_messages(), add_generation_prompt=True, tokenize=False)
+            except Exception:  # e.g. a template that rejects the system role: fold it into the user turn
+                user = [{"role": "user", "content": prompt.as_text()}]
+                return tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+        return prompt.as_text()
+
+    def generate(self, prompt: Prompt, *, max_new_tokens: int, temperature: float = 0.0) -> str:
+        import torch
+        from transformers import GenerationConfig
+
+        if max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if temperature < 0:
+            raise ConfigError(f"temperature must be >= 0, got {temperature}")
+        text = self.render(prompt)
+        tok, model = self._tokenizer, self._model
+        chat = bool(getattr(tok, "chat_template", None))
+        enc = tok(text, return_tensors="pt", add_special_tokens=not chat)
+        enc = {k: v.to(model.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        pad = tok.pad_token_id if tok.pad_token_id is not None else (self._stop_ids or [0])[0]
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=temperature > 0,
+            temperature=temperature if temperature > 0 else None,
+            top_p=None,
+            top_k=None,
+            eos_token_id=self._stop_ids or None,
+            pad_token_id=pad,
+        )
+        t0 = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                out = model.generate(**enc, generation_config=config)
+        except Exception as exc:
+            raise GenerationError(f"generation failed with {self.model_ref}: {exc}") from exc
+        new = out[0, enc["input_ids"].shape[1]:]
+        self.last_usage = {
+            "prompt_tokens": int(enc["input_ids"].shape[1]),
+            "completion_tokens": int(new.shape[0]),
+            "seconds": time.perf_counter() - t0,
+        }
+        return tok.decode(new, skip_special_tokens=True).strip()
+
+
+# ---------------------------------------------------------------------------------------- openai
+
+
+class OpenAIBackend(Generator):
+    """Client for an OpenAI-compatible server: ``POST {base_url}/chat/completions``.
+
+    ``api_key`` defaults to ``$OPENAI_API_KEY``; when set it is sent as ``Authorization: Bearer``.
+    Connection errors, timeouts, HTTP 429 and 5xx are retried ``retries`` times with exponential
+    backoff (``backoff_s``, doubled each time, at most 8 s; a ``Retry-After`` up to 8 s is honoured);
+    other 4xx fail at once.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        retries: int = 2,
+        *,
+        backoff_s: float = 0.5,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"generation.openai_base_url must start with http:// or https://, got {base_url!r}"
+            )
+        if retries < 0 or timeout_s <= 0:
+            raise ConfigError("retries must be >= 0 and timeout_s > 0")
+        self.base_url = base_url.rstrip("/")
+        self.url = f"{self.base_url}/chat/completions"
+        self.model = model
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.name = f"openai:{model}@{self.base_url}"
+        self.last_usage: dict[str, float] = {}
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def _http(self):
+        import httpx
+
+        with self._lock:
+            if self._client is None:
+                headers = {"Content-Type": "application/json"}
+                if self.api_key:
+                    headers["Authorization"] = f"Bearer {self.api_key}"
+                self._client = httpx.Client(timeout=self.timeout_s, headers=headers)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _sleep(self, attempt: int, retry_after: str | None = None) -> None:
+        delay = min(self.backoff_s * (2**attempt), 8.0)
+        if retry_after:
+            try:
+                delay = max(delay, min(float(retry_after), 8.0))
+            except ValueError:
+                pass
+        time.sleep(delay)
+
+    def generate(self, prompt: Prompt, *, max_new_tokens: int, temperature: float = 0.0) -> str:
+        import httpx
+
+        payload = {
+            "model": self.model,
+            "messages": prompt.as_messages(),
+            "max_tokens": max_new_tokens,
+            "temperature": temperature,
+        }
+        client = self._http()
+        attempts = self.retries + 1
+        last, kind = "", ""
+        retry_after: str | None = None
+        for attempt in range(attempts):
+            if attempt:
+                self._sleep(attempt - 1, retry_after)
+            retry_after = None
+            t0 = time.perf_counter()
+            try:
+                response = client.post(self.url, json=payload)
+            except httpx.TimeoutException as exc:
+                last = f"timed out after {self.timeout_s:g} s ({type(exc).__name__})"
+                kind = "timeout"
+                continue
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                kind = "connect"
+                continue
+            status = response.status_code
+            if status == 429 or status >= 500:
+                last = f"HTTP {status}: {response.text[:300]}"
+                kind = "status"
+                retry_after = response.headers.get("Retry-After")
+                continue
+            if status >= 400:
+                hint = (
+                    "check generation.openai_api_key or $OPENAI_API_KEY"
+                    if status in (401, 403)
+                    else "check generation.openai_model and the server's accepted parameters"
+                )
+                raise GenerationError(
+                    f"{self.url} refused the request: HTTP {status}: {response.text[:300]}. Fix: {hint}"
+                )
+            return self._parse(response, time.perf_counter() - t0)
+        if kind == "connect":
+            raise GenerationError(
+                f"could not reach {self.url} after {attempts} attempts: {last}. "
+                "Fix: start the server or set generation.openai_base_url"
+            )
+        if kind == "timeout":
+            raise GenerationError(
+                f"{self.url} did not answer after {attempts} attempts: {last}. "
+                "Fix: check that the server is not overloaded, or raise generation.timeout_s"
+            )
+        raise GenerationError(
+            f"{self.url} failed after {attempts} attempts: {last}. Fix: check the server's log"
+        )
+
+    def _parse(self, response, seconds: float) -> str:
+        try:
+            data = response.json()
+            content = data["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise GenerationError(
+                f"{self.url} answered with an unexpected body ({type(exc).__name__}): {response.text[:300]}. "
+                "Fix: point generation.openai_base_url at an OpenAI-compatible /v1 endpoint"
+            ) from exc
+        usage = data.get("usage") or {}
+        self.last_usage = {
+            "prompt_tokens": usage.get("prompt_tokens", 0),
+            "completion_tokens": usage.get("completion_tokens", 0),
+            "seconds": seconds,
+        }
+        return (content or "").strip()
+
+
+# --------------------------------------------------------------------------------------- factory
+
+
+def make_backend(settings: GenerationSettings) -> Generator:
+    """The backend named by ``settings.backend``, configured from ``settings`` (nothing is loaded yet).
+
+    Example:
+        >>> make_backend(GenerationSettings(backend="fixed", fixed_answer="Norland")).name
+        'fixed'
+    """
+    kind = BackendKind(settings.backend)
+    if kind is BackendKind.fixed:
+        return FixedBackend(settings.fixed_answer)
+    if kind is BackendKind.transformers:
+        return TransformersBackend(settings.model)
+    if kind is BackendKind.openai:
+        return OpenAIBackend(
+            settings.openai_base_url,
+            settings.openai_model,
+            api_key=settings.openai_api_key,
+            timeout_s=settings.timeout_s,
+            retries=settings.retries,
+        )
+    raise ConfigError(  # pragma: no cover - the enum is exhaustive
+        f"unknown generation.backend {settings.backend!r}. Fix: use one of {', '.join(k.value for k in BackendKind)}"
+    )

@@ -1,0 +1,161 @@
+"""Every prompt template of the toolkit, in one place and versioned.
+
+Two templates (DESIGN.md section 3):
+
+- ``standard``: instruction / retrieved documents / question / answer (standard RAG);
+- ``rulerag``: instruction / retrieved documents / rules / [candidates] / question / answer
+  (RuleRAG-ICL, arXiv 2410.22353: the generator is told which rules to reason with).
+
+Retrieved documents are data, not instructions: they are numbered ``[1]``, ``[2]``, ... one per
+line inside a ``<documents>`` block (whitespace inside a document is collapsed to single spaces, and
+any ``<documents>``-style tag in a document is neutralised so it cannot close the block early).
+
+Bump :data:`PROMPT_VERSION` whenever the text of any template changes, so recorded results name
+the prompts they were produced with.
+
+Example:
+    >>> p = rulerag_prompt("Which country is Alice Marlow a citizen of?",
+    ...                    ["Alice Marlow born in Norland."],
+    ...                    ["[Entity1, born_in, Entity2] leads to [Entity1, citizen_of, Entity2]"])
+    >>> p.template
+    'rulerag'
+    >>> print(p.user.split("<documents>")[1].split("</documents>")[0].strip())
+    [1] Alice Marlow born in Norland.
+    >>> postprocess_answer('Answer: "Norland".')
+    'Norland'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+#: Version of the template texts below. Bump when any of them changes.
+PROMPT_VERSION = "1"
+
+SYSTEM = (
+    "You are a question answering assistant. You answer questions using only the documents you "
+    "are given. Answer with only the entity name: no sentence, no explanation."
+)
+
+_STANDARD_INSTRUCTION = (
+    "Answer the question using the documents below. "
+    "Answer with only the entity name."
+)
+
+_RULERAG_INSTRUCTION = (
+    "Answer the question using the documents below. The rules tell you how to reason from the "
+    "documents to the answer. For example, the rule "
+    '"[Entity1, born_in, Entity2] leads to [Entity1, citizen_of, Entity2]" means that a document '
+    "stating that X was born in Y supports the answer that X is a citizen of Y. "
+    "Answer with only the entity name."
+)
+
+_CANDIDATES_NOTE = "Candidate answers proposed by applying the rules to the documents (they may be wrong):"
+
+_TAG_RE = re.compile(r"</?\s*(documents|rules|candidates)\s*>", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A rendered prompt: ``system`` and ``user`` text plus the name of the template used.
+
+    Use :meth:`as_messages` for chat models and servers, :meth:`as_text` for plain completion.
+    """
+
+    system: str
+    user: str
+    template: str
+
+    def as_messages(self) -> list[dict[str, str]]:
+        """Chat form: a system message (when non-empty) then one user message."""
+        messages = [{"role": "system", "content": self.system}] if self.system else []
+        messages.append({"role": "user", "content": self.user})
+        return messages
+
+    def as_text(self) -> str:
+        """Plain completion form: system text, a blank line, user text (ends with ``Answer:``)."""
+        return f"{self.system}\n\n{self.user}" if self.system else self.user
+
+
+def _clean(text: str) -> str:
+    """One line, no block tags: collapse whitespace and neutralise ``<documents>``-style tags."""
+    text = _TAG_RE.sub(lambda m: m.group(0).replace("<", "(").replace(">", ")"), text)
+    return " ".join(text.split())
+
+
+def _documents_block(documents: Sequence[str]) -> str:
+    lines = [f"[{i}] {_clean(doc)}" for i, doc in enumerate(documents, start=1)]
+    body = "\n".join(lines) if lines else "(no documents were retrieved)"
+    return f"Documents:\n<documents>\n{body}\n</documents>"
+
+
+def _list_block(title: str, tag: str, items: Sequence[str]) -> str:
+    body = "\n".join(f"- {_clean(item)}" for item in items)
+    return f"{title}\n<{tag}>\n{body}\n</{tag}>"
+
+
+def _question_block(question: str) -> str:
+    return f"Question: {_clean(question)}\nAnswer:"
+
+
+def standard_prompt(question: str, documents: Sequence[str]) -> Prompt:
+    """Standard RAG: instruction, numbered documents, question, ``Answer:``."""
+    sections = [
+        f"Instruction: {_STANDARD_INSTRUCTION}",
+        _documents_block(documents),
+        _question_block(question),
+    ]
+    return Prompt(system=SYSTEM, user="\n\n".join(sections), template="standard")
+
+
+def rulerag_prompt(
+    question: str,
+    documents: Sequence[str],
+    rules: Sequence[str],
+    candidates: Sequence[str] = (),
+) -> Prompt:
+    """RuleRAG-ICL: instruction, numbered documents, rules, [candidates], question, ``Answer:``.
+
+    ``rules`` are rule texts such as ``[Entity1, born_in, Entity2] leads to [Entity1, citizen_of,
+    Entity2]``. ``candidates`` (answers proposed by the symbolic reasoner) add a section only when
+    non-empty. With no rules the rules section says so, so the layout stays the same.
+    """
+    rule_items = list(rules) or ["(no rule matched this question)"]
+    sections = [
+        f"Instruction: {_RULERAG_INSTRUCTION}",
+        _documents_block(documents),
+        _list_block("Rules:", "rules", rule_items),
+    ]
+    if candidates:
+        sections.append(_list_block(_CANDIDATES_NOTE, "candidates", list(candidates)))
+    sections.append(_question_block(question))
+    return Prompt(system=SYSTEM, user="\n\n".join(sections), template="rulerag")
+
+
+_ANSWER_PREFIX = re.compile(r"^\s*(?:final\s+)?answer\s*[:：]\s*", re.IGNORECASE)
+_QUOTES = "\"'`“”‘’«»"
+
+
+def postprocess_answer(text: str) -> str:
+    """Reduce a model output to the answer: first non-empty line, no leading ``Answer:``, no
+    surrounding quotes or ``**``, no trailing period; whitespace stripped.
+
+    Example:
+        >>> postprocess_answer("  Answer: 'Tarvik'.\\nBecause document [1] says so.")
+        'Tarvik'
+        >>> postprocess_answer("")
+        ''
+    """
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    answer = lines[0] if lines else ""
+    answer = _ANSWER_PREFIX.sub("", answer).strip()
+    if not answer and len(lines) > 1:  # "Answer:" alone on the first line
+        answer = lines[1]
+    for _ in range(2):  # e.g. '**"Tarvik".**'
+        answer = answer.strip().strip("*").strip()
+        answer = answer.rstrip(".").strip()
+        if len(answer) >= 2 and answer[0] in _QUOTES and answer[-1] in _QUOTES:
+            answer = answer[1:-1].strip()
+    return answer
