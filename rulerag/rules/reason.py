@@ -1,0 +1,157 @@
+"""Symbolic rule reasoner: apply matched rules to retrieved facts and rank candidate answers.
+
+Given a structured query ``(subject, relation, ?, time)``, its matched rules and the facts read from
+the retrieved documents, every rule whose head relation is the query's is grounded with
+``X = subject``: a length-1 body ``b(X,Y)`` proposes the ``Y`` of each fact ``b(subject, Y)``
+(inverse atoms ``b(Y,X)`` read the fact the other way round); a length-2 body ``b1(X,Z), b2(Z,Y)``
+first binds ``Z`` from ``b1`` facts, then reads ``b2(Z, Y)`` facts, fetched through the optional
+``second_hop(entity, relation)`` callback when the retrieved documents do not hold them (iterative
+rule-guided retrieval). For temporal queries only facts dated strictly before the query's time are
+used, and a length-2 grounding must be time-ordered (``t1 <= t2``).
+
+Scores (TLogic-style): a grounding scores ``confidence * exp(-recency_decay * age)``, where ``age``
+is the query time minus the grounding's latest body time (in days for dated facts, in years for
+yearly ones; 0 for static facts). A candidate keeps its best grounding per rule, and its rules are
+combined by noisy-or, ``1 - prod(1 - s_rule)``. The query's subject is never a candidate.
+
+Example:
+    >>> from rulerag.rules import parse_rule
+    >>> rule = parse_rule("citizen_of(X,Y) <- serves_in_army_of(X,Y)").__class__.from_dict(
+    ...     {**parse_rule("citizen_of(X,Y) <- serves_in_army_of(X,Y)").to_dict(), "confidence": 0.9})
+    >>> facts = [Fact("Alice", "serves_in_army_of", "Norland")]
+    >>> [(c.answer, round(c.score, 2)) for c in RuleReasoner().reason(Query("Alice", "citizen_of"), [rule], facts)]
+    [('Norland', 0.9)]
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rulerag.kg.facts import date_to_day
+from rulerag.rules.model import Atom, Rule
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One KG fact as read from a document (``time``: ``YYYY-MM-DD``, a year, or ``None``)."""
+
+    subject: str
+    relation: str
+    object: str
+    time: str | None = None
+    doc_id: str | None = None
+
+    @classmethod
+    def from_metadata(cls, doc_id: str, metadata: dict[str, Any]) -> Fact | None:
+        """A fact from a corpus document's ``subject``/``relation``/``object``/``time`` fields."""
+        try:
+            return cls(metadata["subject"], metadata["relation"], metadata["object"], metadata.get("time"), doc_id)
+        except KeyError:
+            return None
+
+
+@dataclass(frozen=True)
+class Query:
+    """A structured query ``(subject, relation, ?, time)``."""
+
+    subject: str
+    relation: str
+    time: str | None = None
+
+
+@dataclass
+class Candidate:
+    """A proposed answer with its score and the rules and documents behind it."""
+
+    answer: str
+    score: float
+    rules: list[str] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"answer": self.answer, "score": round(self.score, 6), "rules": self.rules, "evidence": self.evidence}
+
+
+def time_value(time: str | None) -> float | None:
+    """``YYYY-MM-DD`` -> days since 1970; a year -> the year; ``None`` -> ``None``."""
+    if time is None:
+        return None
+    return float(date_to_day(time)) if "-" in time[1:] else float(time)
+
+
+SecondHop = Callable[[str, str], Iterable[Fact]]
+
+
+class RuleReasoner:
+    """Applies rules to facts; ``recency_decay`` per day (dated facts) or per year (yearly facts)."""
+
+    def __init__(self, *, recency_decay: float = 0.01, max_second_hop: int = 5) -> None:
+        self.recency_decay = recency_decay
+        self.max_second_hop = max_second_hop
+
+    def reason(
+        self,
+        query: Query,
+        rules: Sequence[Rule],
+        facts: Iterable[Fact],
+        second_hop: SecondHop | None = None,
+    ) -> list[Candidate]:
+        """Ranked candidates (best first) for ``query``."""
+        t_query = time_value(query.time)
+        usable = [f for f in facts if t_query is None or f.time is None or time_value(f.time) < t_query]
+        index: dict[tuple[str, str], list[tuple[str, Fact]]] = defaultdict(list)  # (entity, relation) -> (other end, fact)
+        for f in usable:
+            index[(f.subject, f.relation + ">")].append((f.object, f))
+            index[(f.object, f.relation + "<")].append((f.subject, f))
+        fetched: set[tuple[str, str]] = set()
+
+        def step(entity: str, atom: Atom, from_var: str) -> list[tuple[str, Fact]]:
+            key = (entity, atom.relation + (">" if atom.subject == from_var else "<"))
+            if not index.get(key) and second_hop is not None and (entity, atom.relation) not in fetched:
+                fetched.add((entity, atom.relation))
+                for f in list(second_hop(entity, atom.relation))[: self.max_second_hop * 10]:
+                    if t_query is None or f.time is None or time_value(f.time) < t_query:
+                        index[(f.subject, f.relation + ">")].append((f.object, f))
+                        index[(f.object, f.relation + "<")].append((f.subject, f))
+            return index.get(key, [])
+
+        best: dict[tuple[str, str], tuple[float, list[str]]] = {}  # (answer, rule id) -> (score, evidence)
+        for rule in rules:
+            if rule.head.relation != query.relation:
+                continue
+            conf = rule.confidence if rule.confidence is not None else 1.0
+            for answer, body_facts in self._groundings(rule, query.subject, step):
+                if answer == query.subject:
+                    continue
+                times = [time_value(f.time) for f in body_facts if f.time is not None]
+                if len(times) == 2 and times[0] > times[1]:
+                    continue  # a length-2 body must be time-ordered
+                age = (t_query - max(times)) if (t_query is not None and times) else 0.0
+                score = conf * math.exp(-self.recency_decay * age)
+                key = (answer, rule.id)
+                if score > best.get(key, (-1.0, []))[0]:
+                    best[key] = (score, [f.doc_id for f in body_facts if f.doc_id])
+        per_answer: dict[str, Candidate] = {}
+        for (answer, rule_id), (score, evidence) in best.items():
+            cand = per_answer.setdefault(answer, Candidate(answer, 0.0))
+            cand.score = 1 - (1 - cand.score) * (1 - score)  # noisy-or across rules
+            cand.rules.append(rule_id)
+            cand.evidence.extend(e for e in evidence if e not in cand.evidence)
+        return sorted(per_answer.values(), key=lambda c: (-c.score, c.answer))
+
+    @staticmethod
+    def _groundings(rule: Rule, subject: str, step) -> Iterable[tuple[str, list[Fact]]]:
+        body = rule.body
+        if len(body) == 1:
+            for other, fact in step(subject, body[0], "X"):
+                yield other, [fact]
+        elif len(body) == 2:
+            for z, f1 in step(subject, body[0], "X"):
+                if z == subject:
+                    continue
+                for y, f2 in step(z, body[1], "Z"):
+                    yield y, [f1, f2]
