@@ -218,6 +218,36 @@ def bench_build(
     )
 
 
+# ---------------------------------------------------------------------------- check
+
+
+@app.command()
+def check(
+    answers: Annotated[Path, typer.Option("--answers", help="JSONL with IFEval fields: response, instruction_id_list, kwargs; optional question, documents, golden_answers.")],
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write one report per line here (JSONL).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score answers you already have: instruction following (strict/loose), faithfulness, correctness."""
+    from rulerag.checking import check_file
+    from rulerag.io import atomic_file
+
+    reports, summary = check_file(answers)
+    if out_file is not None:
+        with atomic_file(out_file, "wb") as fh:
+            for report in reports:
+                fh.write(orjson.dumps(report.to_dict()) + b"\n")
+        err.print(f"wrote {len(reports)} reports to {out_file}")
+    if as_json:
+        _print_json(summary)
+        return
+    table = Table(title=f"{answers}: {summary['items']} answers", show_header=False)
+    for key in ("prompt_level_strict_acc", "prompt_level_loose_acc", "instruction_level_strict_acc", "instruction_level_loose_acc",
+                "followrag_if_score", "unsatisfiable", "k_precision", "k_precision_pp", "k_f1", "grounding_rate", "em", "f1", "recall"):
+        value = summary.get(key)
+        table.add_row(key, "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value)))
+    out.print(table)
+
+
 # ---------------------------------------------------------------------------- config
 
 
