@@ -90,6 +90,7 @@ def index_build(
     faiss_type: Annotated[Optional[FaissIndexType], typer.Option("--faiss-type", help="flat (exact), ivf or hnsw.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Embedding batch size.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index directory (atomically).")] = False,
+    no_dense: Annotated[bool, typer.Option("--no-dense", help="BM25 only: skip embedding (fast; dense and hybrid retrieval unavailable).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Build BM25 + FAISS indexes for a corpus (written to a temp dir, then renamed)."""
@@ -100,7 +101,7 @@ def index_build(
         index=_drop_none(faiss_type=faiss_type),
     )
     t0 = time.perf_counter()
-    manifest = build_index(corpus, out_dir, settings, overwrite=overwrite, progress=not quiet)
+    manifest = build_index(corpus, out_dir, settings, overwrite=overwrite, progress=not quiet, dense=not no_dense)
     dt = time.perf_counter() - t0
     err.print(
         f"built {out_dir}: {manifest.num_docs} documents in {dt:.1f}s ({manifest.num_docs / dt:.0f} docs/s); "

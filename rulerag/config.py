@@ -69,6 +69,15 @@ class RuleQuery(str, Enum):
 
     body = "body"  #: question + the rule body's relations as words (default)
     rule = "rule"  #: question + the rule's full text form (the paper's retriever input)
+    rewrite = "rewrite"  #: the question with its relation replaced by the body's relations
+
+
+class Dedup(str, Enum):
+    """Near-duplicate collapse of retrieved KG facts (needs subject/relation/object metadata)."""
+
+    none = "none"
+    fact = "fact"  #: one document per (subject, relation, object): the same fact on many dates
+    pair = "pair"  #: one document per (subject, object) entity pair
 
 
 class FaissIndexType(str, Enum):
@@ -127,7 +136,9 @@ class RetrievalSettings(_Section):
     depth: int = Field(50, ge=1, description="candidates per list before fusion and merging")
     merge: MergePolicy = MergePolicy.round_robin
     max_rules: int = Field(3, ge=0, description="rules used per question in rulerag mode")
-    rule_query: RuleQuery = Field(RuleQuery.body, description="query per rule: question + body relations, or + full rule text")
+    rule_query: RuleQuery = Field(RuleQuery.body, description="query per rule: question + body relations, + full rule text, or rewritten")
+    dedup: Dedup = Field(Dedup.none, description="collapse near-duplicate facts: none, fact or pair")
+    time_filter: bool = Field(True, description="drop documents dated on or after a question's time (when both are known)")
 
 
 class RuleSettings(_Section):

@@ -106,13 +106,23 @@ class RuleRAG:
                 self._generator = make_backend(self.settings.generation)
             return self._generator
 
-    def retrieve(self, question: str, *, k: int | None = None, mode: Mode | str | None = None, relation: str | None = None) -> RetrievalResult:
+    def retrieve(
+        self, question: str, *, k: int | None = None, mode: Mode | str | None = None, relation: str | None = None, time: str | None = None
+    ) -> RetrievalResult:
         """Documents and matched rules for one question, no generation."""
-        return self.retriever.retrieve(question, k=k, mode=mode, relation=relation)
+        return self.retriever.retrieve(question, k=k, mode=mode, relation=relation, time=time)
 
-    def retrieve_many(self, questions: list[str], *, k: int | None = None, mode: Mode | str | None = None, relations: Sequence[str | None] | None = None) -> list[RetrievalResult]:
+    def retrieve_many(
+        self,
+        questions: list[str],
+        *,
+        k: int | None = None,
+        mode: Mode | str | None = None,
+        relations: Sequence[str | None] | None = None,
+        times: Sequence[str | None] | None = None,
+    ) -> list[RetrievalResult]:
         """Batch retrieval: all queries encoded and searched together."""
-        return self.retriever.retrieve_many(questions, k=k, mode=mode, relations=relations)
+        return self.retriever.retrieve_many(questions, k=k, mode=mode, relations=relations, times=times)
 
     def build_prompt(self, result: RetrievalResult) -> Prompt:
         """The standard-RAG or RuleRAG-ICL prompt for a retrieval result."""

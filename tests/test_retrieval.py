@@ -290,3 +290,62 @@ def test_corrupt_or_mismatched_index_is_refused(tmp_path, corpus_file):
     (future / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(IndexLoadError, match="format 99"):
         load_index(future)
+
+
+# ---------------------------------------------------------------- retriever options
+
+
+def _fact_docs():
+    facts = [
+        ("Alpha", "Consult", "Beta", "2014-01-01"), ("Alpha", "Consult", "Beta", "2014-01-02"), ("Alpha", "Consult", "Beta", "2014-01-03"),
+        ("Alpha", "Praise", "Beta", "2014-01-04"), ("Alpha", "Consult", "Gamma", "2014-01-05"), ("Alpha", "Consult", "Delta", "2014-03-01"),
+    ]
+    return [Document(str(i), f"Time {t} {s} {r} {o}.", {"subject": s, "relation": r, "object": o, "time": t}) for i, (s, r, o, t) in enumerate(facts)]
+
+
+def test_dedup_collapses_repeated_facts_and_pairs():
+    docs = _fact_docs()
+    texts = [d.contents for d in docs]
+    enc = HashEncoder()
+    searcher = Searcher(BM25Index.build(texts), DenseIndex.build(enc.encode(texts)), enc, RetrievalSettings(depth=10))
+
+    def ids(dedup):
+        settings = RetrievalSettings(k=10, retriever="bm25", mode="standard", dedup=dedup, depth=10)
+        return [d.id for d in RuleGuidedRetriever(searcher, docs, None, settings).retrieve("Alpha consult whom").documents]
+
+    none, fact, pair = ids("none"), ids("fact"), ids("pair")
+    assert len(none) == 6
+    assert len(fact) == 4 and {"3", "4", "5"} <= set(fact)  # three dated copies of Alpha Consult Beta collapse into one
+    assert len(pair) == 3  # Alpha-Beta (any relation), Alpha-Gamma, Alpha-Delta
+    assert fact[0] == none[0]  # the best-ranked copy is kept
+
+
+def test_time_filter_drops_documents_on_or_after_the_question_time():
+    docs = _fact_docs()
+    texts = [d.contents for d in docs]
+    enc = HashEncoder()
+    searcher = Searcher(BM25Index.build(texts), DenseIndex.build(enc.encode(texts)), enc, RetrievalSettings(depth=10))
+    retriever = RuleGuidedRetriever(searcher, docs, None, RetrievalSettings(k=10, retriever="bm25", mode="standard"))
+    kept = retriever.retrieve("Alpha consult whom", time="2014-01-05").documents
+    assert {d.metadata["time"] for d in kept} == {"2014-01-01", "2014-01-02", "2014-01-03", "2014-01-04"}
+    off = RuleGuidedRetriever(searcher, docs, None, RetrievalSettings(k=10, retriever="bm25", mode="standard", time_filter=False))
+    assert len(off.retrieve("Alpha consult whom", time="2014-01-05").documents) == 6
+
+
+def test_rewrite_rule_query_replaces_the_relation():
+    from rulerag.retrieval.guided import rule_query
+    from rulerag.rules import RuleMatch
+
+    m = RuleMatch(parse_rule("consult(X,Y) <- make_a_visit(X,Y)"), 1.0, 1.0, None, "")
+    assert rule_query("Thailand consult whom on 2014-12-03?", m, "rewrite", "Consult") == "Thailand make a visit whom on 2014-12-03?"
+    assert rule_query("Who did Thailand meet?", m, "rewrite") == "Who did Thailand meet? make a visit"
+
+
+def test_bm25_only_index(tmp_path, corpus_file):
+    build_index(corpus_file, tmp_path / "bm25", progress=False, encoder=HashEncoder(), dense=False)
+    index = load_index(tmp_path / "bm25")
+    assert index.dense is None and index.manifest.embedding_model is None and not (tmp_path / "bm25" / "dense.faiss").exists()
+    searcher = Searcher(index.bm25, index.dense, HashEncoder(), RetrievalSettings())
+    assert searcher.search_many(["Karsland Rail headquartered"], retriever="bm25")[0][0].pos == 7
+    with pytest.raises(ConfigError, match="BM25-only"):
+        searcher.search_many(["x"], retriever="hybrid")

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rulerag.config import MergePolicy, Mode, RetrievalSettings, RuleQuery, RuleSettings
+from rulerag.config import Dedup, MergePolicy, Mode, RetrievalSettings, RuleQuery, RuleSettings
 from rulerag.corpus import Document
 from rulerag.retrieval.fusion import round_robin, rrf
 from rulerag.retrieval.hits import Hit, ScoredDocument
@@ -49,12 +49,14 @@ class RetrievalResult:
         }
 
 
-def rule_query(question: str, match: RuleMatch, style: RuleQuery = RuleQuery.body) -> str:
+def rule_query(question: str, match: RuleMatch, style: RuleQuery = RuleQuery.body, relation: str | None = None) -> str:
     """The retrieval query for one rule.
 
     ``rule``: the question followed by the rule's text form (the paper's RuleRAG-ICL retriever
     input). ``body``: the question followed by the rule body's relations as words, which points
     the query at the facts the rule needs (the head relation is already in the question).
+    ``rewrite``: the question with the words of its relation (``relation``, else the rule's head)
+    replaced by the body's relations; falls back to ``body`` when they do not occur in it.
 
     Example:
         >>> from rulerag.rules import RuleMatch, parse_rule
@@ -64,7 +66,13 @@ def rule_query(question: str, match: RuleMatch, style: RuleQuery = RuleQuery.bod
     """
     if style == RuleQuery.rule:
         return f"{question} {match.rule.text}"
-    return f"{question} " + " ".join(relation_words(a.relation) for a in match.rule.body)
+    body = " ".join(relation_words(a.relation) for a in match.rule.body)
+    if style == RuleQuery.rewrite:
+        head = relation_words(relation or match.rule.head.relation)
+        at = question.lower().find(head.lower())
+        if head and at >= 0:
+            return question[:at] + body + question[at + len(head) :]
+    return f"{question} {body}"
 
 
 class RuleGuidedRetriever:
@@ -83,6 +91,8 @@ class RuleGuidedRetriever:
         self.rules = rules
         self.settings = settings or searcher.settings
         self.rule_settings = rule_settings or RuleSettings()
+        self._times: list[str | None] | None = None
+        self._keys: dict[Dedup, list] = {}
 
     def match_rules(self, questions: list[str], relations: Sequence[str | None] | None = None) -> list[list[RuleMatch]]:
         """Matched rules per question: by head relation when given, else by text."""
@@ -107,9 +117,11 @@ class RuleGuidedRetriever:
                 out[i] = m
         return [m or [] for m in out]
 
-    def retrieve(self, question: str, *, k: int | None = None, mode: Mode | str | None = None, relation: str | None = None) -> RetrievalResult:
+    def retrieve(
+        self, question: str, *, k: int | None = None, mode: Mode | str | None = None, relation: str | None = None, time: str | None = None
+    ) -> RetrievalResult:
         """Retrieve for one question (see :meth:`retrieve_many`)."""
-        return self.retrieve_many([question], k=k, mode=mode, relations=[relation])[0]
+        return self.retrieve_many([question], k=k, mode=mode, relations=[relation], times=[time])[0]
 
     def retrieve_many(
         self,
@@ -118,28 +130,70 @@ class RuleGuidedRetriever:
         k: int | None = None,
         mode: Mode | str | None = None,
         relations: Sequence[str | None] | None = None,
+        times: Sequence[str | None] | None = None,
     ) -> list[RetrievalResult]:
-        """Retrieve for many questions; all queries of the batch are encoded and searched together."""
+        """Retrieve for many questions; all queries of the batch are encoded and searched together.
+
+        ``relations``: structured queries' relations (rules are then matched by head relation).
+        ``times``: the questions' times; with ``settings.time_filter`` documents dated on or after
+        them are dropped (``YYYY-MM-DD`` or years, compared with the documents' ``time`` field).
+        """
         s = self.settings
         k = k or s.k
         mode = Mode(mode or s.mode)
+        relations = relations or [None] * len(questions)
+        times = times or [None] * len(questions)
         matches = self.match_rules(questions, relations) if mode == Mode.rulerag else [[] for _ in questions]
-        queries: list[list[str]] = [[q] + [rule_query(q, m, s.rule_query) for m in ms] for q, ms in zip(questions, matches)]
+        queries: list[list[str]] = [
+            [q] + [rule_query(q, m, s.rule_query, rel) for m in ms] for q, ms, rel in zip(questions, matches, relations)
+        ]
         flat = [q for qs in queries for q in qs]
-        lists = self.searcher.search_many(flat, retriever=s.retriever, depth=max(s.depth, k))
+        widen = 4 if (s.dedup != Dedup.none or any(times)) else 1  # room for collapsed and filtered hits
+        lists = self.searcher.search_many(flat, retriever=s.retriever, depth=max(s.depth, k) * widen)
         results = []
         start = 0
-        for question, ms, qs in zip(questions, matches, queries):
+        for question, ms, qs, when in zip(questions, matches, queries, times):
             own = lists[start : start + len(qs)]
             start += len(qs)
+            if when is not None and s.time_filter:
+                own = [self._before(hits, when) for hits in own]
             labels = ["question"] + [f"rule:{m.rule.id}" for m in ms]
-            merged = self._merge(own)[:k]
+            merged = self._collapse(self._merge(own))[:k]
             docs = [
                 ScoredDocument.from_document(self.docs[h.pos], h.score, rank, self._found_by(h.pos, own, labels))
                 for rank, h in enumerate(merged, start=1)
             ]
             results.append(RetrievalResult(question, mode, docs, ms, qs))
         return results
+
+    def _doc_times(self) -> list[str | None]:
+        if self._times is None:
+            self._times = [d.metadata.get("time") if isinstance(d.metadata.get("time"), str) else None for d in self.docs]
+        return self._times
+
+    def _before(self, hits: list[Hit], when: str) -> list[Hit]:
+        # ISO dates and 4-digit years both order correctly as strings
+        times = self._doc_times()
+        return [h for h in hits if times[h.pos] is None or times[h.pos] < when]
+
+    def _collapse(self, hits: list[Hit]) -> list[Hit]:
+        dedup = self.settings.dedup
+        if dedup == Dedup.none:
+            return hits
+        if self._keys.get(dedup) is None:
+            fields = ("subject", "relation", "object") if dedup == Dedup.fact else ("subject", "object")
+            self._keys[dedup] = [
+                tuple(d.metadata.get(f) for f in fields) if all(f in d.metadata for f in fields) else ("doc", i)
+                for i, d in enumerate(self.docs)
+            ]
+        keys = self._keys[dedup]
+        seen: set = set()
+        out = []
+        for h in hits:
+            if keys[h.pos] not in seen:
+                seen.add(keys[h.pos])
+                out.append(h)
+        return out
 
     def _merge(self, lists: list[list[Hit]]) -> list[Hit]:
         if len(lists) == 1:

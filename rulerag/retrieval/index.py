@@ -5,7 +5,7 @@ Layout of ``indexes/NAME/``::
     manifest.json   what was built, how, from what (checksums of every file below)
     docs.jsonl      the document store (corpus lines, in index order)
     bm25/           bm25s sparse matrices and vocabulary
-    dense.faiss     the FAISS index (inner product on unit vectors)
+    dense.faiss     the FAISS index (inner product on unit vectors); absent in a BM25-only index
 
 Example:
     >>> manifest = build_index("corpus.jsonl", "indexes/demo")     # doctest: +SKIP
@@ -47,7 +47,7 @@ class Manifest(BaseModel):
     """What an index directory holds; written last, read first."""
 
     format_version: int
-    embedding_model: str
+    embedding_model: str | None  # None: BM25-only index
     embedding_dim: int
     faiss_type: str
     num_docs: int
@@ -92,12 +92,13 @@ class Index:
     manifest: Manifest
     docs: list[Document]
     bm25: BM25Index
-    dense: DenseIndex
+    dense: DenseIndex | None  # None for a BM25-only index (built with dense=False)
 
     def encoder(self, settings: Settings | None = None) -> Encoder:
-        """An encoder for queries, using the model the index was built with."""
+        """An encoder for queries, using the model the index was built with (the configured one
+        for a BM25-only index, used for rule matching only)."""
         emb = (settings or Settings()).embedding
-        return Encoder(self.manifest.embedding_model, batch_size=emb.batch_size, device=emb.device)
+        return Encoder(self.manifest.embedding_model or emb.model, batch_size=emb.batch_size, device=emb.device)
 
 
 def build_index(
@@ -108,8 +109,11 @@ def build_index(
     overwrite: bool = False,
     progress: bool = True,
     encoder: Encoder | None = None,
+    dense: bool = True,
 ) -> Manifest:
-    """Build BM25 + FAISS indexes for a JSONL corpus into ``out`` (atomically)."""
+    """Build BM25 + FAISS indexes for a JSONL corpus into ``out`` (atomically).
+
+    ``dense=False`` builds a BM25-only index (no embedding: fast on large corpora)."""
     settings = settings or Settings()
     corpus, out = Path(corpus), Path(out)
     if out.exists() and not overwrite:
@@ -122,19 +126,22 @@ def build_index(
     texts = [d.contents for d in docs]
     encoder = encoder or Encoder(settings.embedding.model, batch_size=settings.embedding.batch_size, device=settings.embedding.device)
 
-    t = time.perf_counter()
-    getattr(encoder, "dimension", None)  # load the model outside the embedding timer
-    timings["model_load"] = time.perf_counter() - t
-    t = time.perf_counter()
-    vectors = encoder.encode(texts, progress=progress)
-    timings["embedding"] = time.perf_counter() - t
+    dense_index = None
+    if dense:
+        t = time.perf_counter()
+        getattr(encoder, "dimension", None)  # load the model outside the embedding timer
+        timings["model_load"] = time.perf_counter() - t
+        t = time.perf_counter()
+        vectors = encoder.encode(texts, progress=progress)
+        timings["embedding"] = time.perf_counter() - t
     t = time.perf_counter()
     bm25 = BM25Index.build(texts, progress=False)
     timings["bm25"] = time.perf_counter() - t
-    t = time.perf_counter()
-    no_gpu = settings.index.model_copy(update={"gpu": "never"})  # build on CPU; GPU copies are made at load
-    dense = DenseIndex.build(vectors, no_gpu)
-    timings["faiss"] = time.perf_counter() - t
+    if dense:
+        t = time.perf_counter()
+        no_gpu = settings.index.model_copy(update={"gpu": "never"})  # build on CPU; GPU copies are made at load
+        dense_index = DenseIndex.build(vectors, no_gpu)
+        timings["faiss"] = time.perf_counter() - t
 
     t = time.perf_counter()
     with atomic_dir(out, overwrite=overwrite) as tmp:
@@ -142,12 +149,13 @@ def build_index(
             for doc in tqdm(docs, desc="writing docs", unit="doc", disable=not progress, mininterval=1.0):
                 fh.write(orjson.dumps(doc.to_dict()) + b"\n")
         bm25.save(tmp / BM25_DIR)
-        dense.save(tmp / DENSE)
+        if dense_index is not None:
+            dense_index.save(tmp / DENSE)
         timings["writing"] = time.perf_counter() - t
         manifest = Manifest(
             format_version=FORMAT_VERSION,
-            embedding_model=encoder.model_name,
-            embedding_dim=int(vectors.shape[1]),
+            embedding_model=encoder.model_name if dense_index else None,
+            embedding_dim=dense_index.dimension if dense_index else 0,
             faiss_type=settings.index.faiss_type.value,
             num_docs=len(docs),
             corpus_path=str(corpus),
@@ -196,7 +204,7 @@ def load_index(
     """
     path = Path(path)
     manifest = read_manifest(path)
-    if embedding_model is not None and embedding_model != manifest.embedding_model:
+    if embedding_model is not None and manifest.embedding_model is not None and embedding_model != manifest.embedding_model:
         raise IndexLoadError(
             f"{path} was built with embedding model {manifest.embedding_model!r} but {embedding_model!r} was asked for. "
             f"Fix: drop the embedding.model setting to use the index's model, or rebuild the index with --embedding-model {embedding_model}"
@@ -210,13 +218,13 @@ def load_index(
     try:
         docs = [Document(d.pop("id"), d.pop("contents"), d) for d in map(orjson.loads, (path / DOCS).read_bytes().splitlines())]
         bm25 = BM25Index.load(path / BM25_DIR, len(docs), mmap=mmap)
-        dense = DenseIndex.load(path / DENSE, index_settings, mmap=mmap)
+        dense = DenseIndex.load(path / DENSE, index_settings, mmap=mmap) if manifest.embedding_model else None
     except IndexLoadError:
         raise
     except Exception as exc:  # any library's parse error means the same thing to the user
         raise IndexLoadError(f"{path} could not be read ({type(exc).__name__}: {exc}). Fix: rebuild the index with `rulerag index build --overwrite`") from exc
-    if len(docs) != manifest.num_docs or dense.size != manifest.num_docs:
-        raise IndexLoadError(f"{path}: manifest says {manifest.num_docs} documents, store has {len(docs)}, FAISS has {dense.size}. Fix: rebuild the index")
-    if dense.dimension != manifest.embedding_dim:
+    if len(docs) != manifest.num_docs or (dense is not None and dense.size != manifest.num_docs):
+        raise IndexLoadError(f"{path}: manifest says {manifest.num_docs} documents, store has {len(docs)}, FAISS has {dense.size if dense else 0}. Fix: rebuild the index")
+    if dense is not None and dense.dimension != manifest.embedding_dim:
         raise IndexLoadError(f"{path}: FAISS dimension {dense.dimension} differs from the manifest's {manifest.embedding_dim}. Fix: rebuild the index")
     return Index(path, manifest, docs, bm25, dense)

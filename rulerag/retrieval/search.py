@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from rulerag.config import Fusion, RetrievalSettings, RetrieverKind
 from rulerag.embedding import TextEncoder
+from rulerag.errors import ConfigError
 from rulerag.retrieval.bm25 import BM25Index
 from rulerag.retrieval.dense import DenseIndex
 from rulerag.retrieval.fusion import rrf, weighted_sum
@@ -18,7 +19,7 @@ from rulerag.retrieval.hits import Hit
 class Searcher:
     """Runs batches of queries through BM25, FAISS or both, returning ranked :class:`Hit` lists."""
 
-    def __init__(self, bm25: BM25Index, dense: DenseIndex, encoder: TextEncoder, settings: RetrievalSettings | None = None) -> None:
+    def __init__(self, bm25: BM25Index, dense: DenseIndex | None, encoder: TextEncoder, settings: RetrievalSettings | None = None) -> None:
         self.bm25 = bm25
         self.dense = dense
         self.encoder = encoder
@@ -35,6 +36,11 @@ class Searcher:
             return []
         if kind == RetrieverKind.bm25:
             return self.bm25.search(queries, depth)
+        if self.dense is None:
+            raise ConfigError(
+                f"retriever {kind.value!r} needs a dense index, but this index is BM25-only. "
+                "Fix: use --retriever bm25, or rebuild the index with embeddings"
+            )
         dense_lists = self.dense.search(self.encoder.encode(queries), depth)
         if kind == RetrieverKind.dense:
             return dense_lists
