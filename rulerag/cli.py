@@ -219,6 +219,39 @@ def bench_build(
     )
 
 
+@bench_app.command("run")
+def bench_run(
+    bench: Annotated[Path, typer.Option("--bench", help="Benchmark directory from `rulerag bench build`.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Results directory, e.g. benchmarks/results/NAME.")],
+    retrievers: Annotated[str, typer.Option("--retrievers", help="Comma-separated: bm25, dense, hybrid.")] = "bm25,dense,hybrid",
+    modes: Annotated[str, typer.Option("--modes", help="Comma-separated: standard, rulerag.")] = "standard,rulerag",
+    answerers: Annotated[str, typer.Option("--answerers", help="Comma-separated: none, reasoner, llm, llm+reasoner.")] = "none",
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="A seeded sample of N questions.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the --limit sample.")] = 0,
+    answer_k: Annotated[int, typer.Option("--answer-k", min=1, help="Documents given to the reasoner / generator.")] = 10,
+    index: Annotated[Optional[Path], typer.Option("--index", help="Index to use (default: built once into BENCH/index).")] = None,
+    merge: MergeOpt = None,
+    dedup: Annotated[Optional[str], typer.Option("--dedup", help="none, fact or pair.")] = None,
+    rule_query: Annotated[Optional[str], typer.Option("--rule-query", help="body, rule or rewrite.")] = None,
+    max_rules: Annotated[Optional[int], typer.Option("--max-rules", min=0, help="Rules per question.")] = None,
+    backend: Annotated[Optional[BackendKind], typer.Option("--backend", help="Generator backend for llm answerers.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Score retrieval (Recall@k) and answers (EM, entity EM, F1) on a RuleQA benchmark; resumable."""
+    from rulerag.bench.runner import RunConfig, run_benchmark
+
+    settings = _settings(
+        retrieval=_drop_none(merge=merge, dedup=dedup, rule_query=rule_query, max_rules=max_rules),
+        generation=_drop_none(backend=backend),
+    )
+    split = lambda text: [x.strip() for x in text.split(",") if x.strip()]  # noqa: E731
+    config = RunConfig(bench=bench, out=out_dir, retrievers=split(retrievers), modes=split(modes), answerers=split(answerers),
+                       limit=limit, seed=seed, answer_k=answer_k, index=index, settings=settings, progress=not quiet)
+    results = run_benchmark(config)
+    out.print((out_dir / "results.md").read_text())
+    err.print(f"wrote {out_dir}/results.json, results.md and plots ({results['questions']} questions)")
+
+
 # ---------------------------------------------------------------------------- check
 
 

@@ -393,3 +393,17 @@ def test_config_validation(bad):
 def test_temporal_config_needs_times(planted):
     with pytest.raises(ValueError, match="times"):
         mine_rules(planted, MineConfig(temporal=True))
+
+
+def test_per_head_cap_ranks_by_support_or_confidence():
+    # head h: b1 predicts it on 2 of 2 pairs (conf 1.0, support 2); b2 on 6 of 10 pairs (conf 0.6, support 6)
+    facts = [(f"x{i}", "b1", f"y{i}") for i in range(2)] + [(f"x{i}", "h", f"y{i}") for i in range(2)]
+    facts += [(f"u{i}", "b2", f"v{i}") for i in range(10)] + [(f"u{i}", "h", f"v{i}") for i in range(6)]
+    kg = FactTable.from_triples(facts)
+    cfg = dict(max_length=1, min_support=1, min_pairs=1, head_relations=["h"], max_rules_per_head=1)
+    by_support = mine_rules(kg, MineConfig(**cfg))
+    by_conf = mine_rules(kg, MineConfig(**cfg, rank_by="confidence"))
+    assert [r.datalog for r in by_support] == ["h(X,Y) <- b2(X,Y)"]
+    assert [r.datalog for r in by_conf] == ["h(X,Y) <- b1(X,Y)"]
+    with pytest.raises(ValueError, match="rank_by"):
+        MineConfig(rank_by="luck")

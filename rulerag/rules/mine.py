@@ -79,8 +79,12 @@ class MineConfig:
     ``confidence >= min_confidence`` and at least ``min_pairs`` distinct ``(x, y)`` pairs support it
     (for static rules that is the support itself; temporal support counts head facts, so without it
     one pair with many dated head facts could carry a rule on its own); then the best
-    ``max_rules_per_head`` per head relation (by confidence, then support) are returned (``None``
-    keeps all).
+    ``max_rules_per_head`` per head relation are returned (``None`` keeps all), chosen by
+    ``rank_by``: ``"support"`` (default; then confidence) or ``"confidence"`` (then support). Raw
+    confidence favours rules with rare bodies: on ICEWS14 it crowded the recurrence rule out of the
+    cap for the most frequent relations, and the reasoner's EM on 400 RuleQA-I questions was 11.5
+    with the confidence cap vs 20.8 with the support cap (18.5 uncapped). Within a head, the
+    returned rules are sorted by confidence either way.
 
     ``temporal``: ``None`` mines temporal rules exactly when the table has times; ``False`` mines
     static rules from a temporal table (times ignored). ``strict`` (temporal only): body facts must
@@ -95,6 +99,7 @@ class MineConfig:
     min_confidence: float = 0.1
     min_pairs: int = 2
     max_rules_per_head: int | None = 50
+    rank_by: str = "support"
     temporal: bool | None = None
     strict: bool = True
     head_relations: Sequence[str] | None = None
@@ -111,6 +116,8 @@ class MineConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}. Fix: e.g. 0.01 or 0.1")
+        if self.rank_by not in ("support", "confidence"):
+            raise ValueError(f"rank_by must be 'support' or 'confidence', got {self.rank_by!r}")
         if self.max_rules_per_head is not None and self.max_rules_per_head < 1:
             raise ValueError(f"max_rules_per_head must be >= 1 or None, got {self.max_rules_per_head!r}")
         if self.chunk_rows < 1000:
@@ -579,7 +586,13 @@ def mine_rules(kg: FactTable, config: MineConfig | None = None, *, progress: boo
     rules: list[Rule] = []
     for h in sorted(per_head, key=lambda i: names[i]):
         ranked = sorted(per_head[h], key=lambda r: (-r.confidence, -r.support, r.datalog))
-        rules.extend(ranked[: cfg.max_rules_per_head] if cfg.max_rules_per_head else ranked)
+        if cfg.max_rules_per_head and len(ranked) > cfg.max_rules_per_head:
+            if cfg.rank_by == "support":
+                keep = set(map(id, sorted(ranked, key=lambda r: (-r.support, -r.confidence, r.datalog))[: cfg.max_rules_per_head]))
+                ranked = [r for r in ranked if id(r) in keep]
+            else:
+                ranked = ranked[: cfg.max_rules_per_head]
+        rules.extend(ranked)
     return rules
 
 

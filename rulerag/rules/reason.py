@@ -6,7 +6,8 @@ the retrieved documents, every rule whose head relation is the query's is ground
 (inverse atoms ``b(Y,X)`` read the fact the other way round); a length-2 body ``b1(X,Z), b2(Z,Y)``
 first binds ``Z`` from ``b1`` facts, then reads ``b2(Z, Y)`` facts, fetched through the optional
 ``second_hop(entity, relation)`` callback when the retrieved documents do not hold them (iterative
-rule-guided retrieval). For temporal queries only facts dated strictly before the query's time are
+rule-guided retrieval: every body atom is looked up with the entity bound so far, the question's
+subject for the first). For temporal queries only facts dated strictly before the query's time are
 used, and a length-2 grounding must be time-ordered (``t1 <= t2``).
 
 Scores (TLogic-style): a grounding scores ``confidence * exp(-recency_decay * age)``, where ``age``
@@ -109,9 +110,9 @@ class RuleReasoner:
             index[(f.object, f.relation + "<")].append((f.subject, f))
         fetched: set[tuple[str, str]] = set()
 
-        def step(entity: str, atom: Atom, from_var: str) -> list[tuple[str, Fact]]:
+        def step(entity: str, atom: Atom, from_var: str, fetch: bool = False) -> list[tuple[str, Fact]]:
             key = (entity, atom.relation + (">" if atom.subject == from_var else "<"))
-            if not index.get(key) and second_hop is not None and (entity, atom.relation) not in fetched:
+            if fetch and not index.get(key) and second_hop is not None and (entity, atom.relation) not in fetched:
                 fetched.add((entity, atom.relation))
                 for f in list(second_hop(entity, atom.relation))[: self.max_second_hop * 10]:
                     if t_query is None or f.time is None or time_value(f.time) < t_query:
@@ -147,11 +148,11 @@ class RuleReasoner:
     def _groundings(rule: Rule, subject: str, step) -> Iterable[tuple[str, list[Fact]]]:
         body = rule.body
         if len(body) == 1:
-            for other, fact in step(subject, body[0], "X"):
+            for other, fact in step(subject, body[0], "X", fetch=True):
                 yield other, [fact]
         elif len(body) == 2:
-            for z, f1 in step(subject, body[0], "X"):
+            for z, f1 in step(subject, body[0], "X", fetch=True):
                 if z == subject:
                     continue
-                for y, f2 in step(z, body[1], "Z"):
+                for y, f2 in step(z, body[1], "Z", fetch=True):
                     yield y, [f1, f2]

@@ -1,0 +1,382 @@
+"""Benchmark runner: retrieval and answer quality on a RuleQA benchmark directory.
+
+For every (retriever, mode) pair the runner retrieves the top ``max(ks)`` documents per question
+(structured queries: rules are matched by the question's relation, documents dated on or after the
+question's time are dropped when ``retrieval.time_filter`` is on), caches them, and scores
+Recall@k. Answerers then read the cached documents:
+
+- ``none``: retrieval metrics only;
+- ``reasoner``: the symbolic rule reasoner (:mod:`rulerag.rules.reason`) over the facts of the top
+  ``answer_k`` documents, with second-hop BM25 lookups for length-2 rules; its best candidate is
+  the answer;
+- ``llm``: the configured generator with the standard-RAG prompt (mode ``standard``) or the
+  RuleRAG-ICL prompt with the matched rules (mode ``rulerag``);
+- ``llm+reasoner``: RuleRAG-ICL plus the reasoner's top candidates in the prompt.
+
+Everything is cached under ``OUT/cache/`` as JSON lines written as it goes, so an interrupted run
+resumes where it stopped and changing answerers never re-retrieves. Results: ``OUT/results.json``
+(every number, the configuration, library versions), ``OUT/results.md`` and PNG plots.
+
+Example:
+    >>> run_benchmark(RunConfig(bench=Path("data/ruleqa-i"), out=Path("benchmarks/results/ruleqa-i")))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from tqdm.auto import tqdm
+
+from rulerag.bench.ruleqa import load_questions
+from rulerag.config import Mode, RetrieverKind, Settings
+from rulerag.errors import ConfigError
+from rulerag.generation import PROMPT_VERSION, make_backend, postprocess_answer, rulerag_prompt, standard_prompt
+from rulerag.io import atomic_file
+from rulerag.metrics import EntityMatcher, entity_exact_match, exact_match, recall_at_k, token_f1
+from rulerag.retrieval.guided import RuleGuidedRetriever
+from rulerag.retrieval.index import Index, build_index, library_versions, load_index, read_manifest
+from rulerag.retrieval.search import Searcher
+from rulerag.rules import RuleStore
+from rulerag.rules.reason import Fact, Query, RuleReasoner
+
+log = logging.getLogger(__name__)
+
+ANSWERERS = ("none", "reasoner", "llm", "llm+reasoner")
+
+
+@dataclass
+class RunConfig:
+    """What to run. ``limit`` takes a seeded sample of that many questions (not the first N)."""
+
+    bench: Path
+    out: Path
+    retrievers: Sequence[str] = ("bm25", "dense", "hybrid")
+    modes: Sequence[str] = ("standard", "rulerag")
+    answerers: Sequence[str] = ("none",)
+    limit: int | None = None
+    seed: int = 0
+    ks: Sequence[int] = (1, 5, 10, 50)
+    answer_k: int = 10
+    candidates: int = 3
+    index: Path | None = None
+    settings: Settings = field(default_factory=Settings)
+    batch_size: int = 64
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.bench, self.out = Path(self.bench), Path(self.out)
+        for r in self.retrievers:
+            RetrieverKind(r)
+        for m in self.modes:
+            Mode(m)
+        bad = [a for a in self.answerers if a not in ANSWERERS]
+        if bad:
+            raise ConfigError(f"unknown answerer(s) {bad}. Fix: use a comma-separated subset of {', '.join(ANSWERERS)}")
+        if not (self.bench / "questions.jsonl").is_file():
+            raise ConfigError(f"{self.bench} is not a benchmark directory (no questions.jsonl). Fix: build one with `rulerag bench build`")
+
+
+def _append_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "ab") as fh:
+        for row in rows:
+            fh.write(orjson.dumps(row) + b"\n")
+        fh.flush()
+
+
+def _read_cache(path: Path) -> dict[str, dict]:
+    """Rows of a cache file by id; a torn last line (interrupted write) is ignored."""
+    rows: dict[str, dict] = {}
+    if path.exists():
+        for line in path.read_bytes().splitlines():
+            try:
+                row = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            rows[row["id"]] = row
+    return rows
+
+
+def mcnemar(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    """Exact McNemar test on paired 0/1 outcomes: ``b_only`` = wins of b, ``a_only`` = wins of a."""
+    from scipy.stats import binomtest
+
+    a_only = sum(1 for x, y in zip(a, b) if x and not y)
+    b_only = sum(1 for x, y in zip(a, b) if y and not x)
+    n = a_only + b_only
+    p = 1.0 if n == 0 else float(binomtest(min(a_only, b_only), n, 0.5).pvalue)
+    return {"a_only": a_only, "b_only": b_only, "p_value": p}
+
+
+class Runner:
+    """Runs one :class:`RunConfig`; see the module docstring."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.settings = config.settings
+        cfg = config
+        all_questions = load_questions(cfg.bench)
+        if cfg.limit and cfg.limit < len(all_questions):
+            keep = np.sort(np.random.default_rng(cfg.seed).choice(len(all_questions), size=cfg.limit, replace=False))
+            self.questions = [all_questions[i] for i in keep]
+        else:
+            self.questions = all_questions
+        self.rules = RuleStore.from_file(cfg.bench / "rules.jsonl")
+        self.index = self._index()
+        self.encoder = self.index.encoder(self.settings)
+        self.searcher = Searcher(self.index.bm25, self.index.dense, self.encoder, self.settings.retrieval)
+        self.id_to_pos = {d.id: i for i, d in enumerate(self.index.docs)}
+        self._matcher: EntityMatcher | None = None
+        self._lookup: dict[tuple[str, str], list[int]] | None = None
+        self._generator = None
+        (cfg.out / "cache").mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ setup
+
+    def _index(self) -> Index:
+        cfg = self.config
+        dense = any(r != "bm25" for r in cfg.retrievers)
+        path = cfg.index or (cfg.bench / ("index" if dense else "index-bm25"))
+        if not dense and cfg.index is None and (cfg.bench / "index" / "manifest.json").is_file():
+            path = cfg.bench / "index"
+        if not (path / "manifest.json").is_file():
+            log.info("building %s", path)
+            build_index(cfg.bench / "corpus.jsonl", path, self.settings, progress=cfg.progress, dense=dense, overwrite=True)
+        if dense and read_manifest(path).embedding_model is None:
+            raise ConfigError(f"{path} is BM25-only but dense retrieval was asked for. Fix: delete it or pass --retrievers bm25")
+        return load_index(path, index_settings=self.settings.index)
+
+    @property
+    def matcher(self) -> EntityMatcher:
+        if self._matcher is None:
+            names = {d.metadata.get(f) for d in self.index.docs for f in ("subject", "object")}
+            names |= {g for q in self.questions for g in q["golden_answers"]}
+            self._matcher = EntityMatcher(n for n in names if isinstance(n, str))
+        return self._matcher
+
+    @property
+    def generator(self):
+        if self._generator is None:
+            self._generator = make_backend(self.settings.generation)
+        return self._generator
+
+    def _key(self, retriever: str, mode: str) -> str:
+        r = self.settings.retrieval.model_copy(update={"retriever": retriever, "mode": mode})
+        blob = orjson.dumps({"retrieval": r.model_dump(mode="json"), "rules": self.settings.rules.model_dump(mode="json"),
+                             "index": str(self.index.manifest.corpus_sha256), "k": max(self.config.ks)}, option=orjson.OPT_SORT_KEYS)
+        return f"{retriever}-{mode}-{hashlib.sha1(blob).hexdigest()[:10]}"
+
+    # ------------------------------------------------------------------ retrieval
+
+    def retrieve(self, retriever: str, mode: str) -> dict[str, dict]:
+        """Cached retrieval for every question: ``{id: {"docs": [...], "rules": [...]}}``."""
+        cfg = self.config
+        path = cfg.out / "cache" / f"retrieval-{self._key(retriever, mode)}.jsonl"
+        done = _read_cache(path)
+        todo = [q for q in self.questions if q["id"] not in done]
+        settings = self.settings.retrieval.model_copy(update={"retriever": retriever, "mode": mode})
+        guided = RuleGuidedRetriever(self.searcher, self.index.docs, self.rules, settings, self.settings.rules)
+        bar = tqdm(total=len(self.questions), initial=len(self.questions) - len(todo), desc=f"retrieve {retriever}/{mode}",
+                   unit="q", disable=not cfg.progress)
+        for start in range(0, len(todo), cfg.batch_size):
+            chunk = todo[start : start + cfg.batch_size]
+            results = guided.retrieve_many(
+                [q["question"] for q in chunk], k=max(cfg.ks), relations=[q.get("relation") for q in chunk],
+                times=[q.get("time") for q in chunk],
+            )
+            rows = [{"id": q["id"], "docs": [d.id for d in r.documents], "scores": [round(d.score, 6) for d in r.documents],
+                     "rules": [m.rule.id for m in r.rules]} for q, r in zip(chunk, results)]
+            _append_jsonl(path, rows)
+            done.update((row["id"], row) for row in rows)
+            bar.update(len(chunk))
+        bar.close()
+        return done
+
+    def texts(self, doc_ids: Sequence[str]) -> list[str]:
+        return [self.index.docs[self.id_to_pos[i]].contents for i in doc_ids]
+
+    # ------------------------------------------------------------------ answerers
+
+    def _facts(self, doc_ids: Sequence[str]) -> list[Fact]:
+        out = []
+        for i in doc_ids:
+            doc = self.index.docs[self.id_to_pos[i]]
+            fact = Fact.from_metadata(doc.id, doc.metadata)
+            if fact is not None:
+                out.append(fact)
+        return out
+
+    def _second_hop(self, entity: str, relation: str) -> list[Fact]:
+        """Second-hop retrieval with the bound entity: an exact lookup of the corpus facts that
+        have ``entity`` as subject or object and the body atom's ``relation`` (metadata index)."""
+        if self._lookup is None:
+            self._lookup = {}
+            for i, d in enumerate(self.index.docs):
+                m = d.metadata
+                if "relation" in m:
+                    self._lookup.setdefault((m.get("subject"), m["relation"]), []).append(i)
+                    self._lookup.setdefault((m.get("object"), m["relation"]), []).append(i)
+        return self._facts([self.index.docs[i].id for i in self._lookup.get((entity, relation), [])])
+
+    def reason(self, q: dict, doc_ids: Sequence[str], reasoner: RuleReasoner):
+        rules = self.rules.by_head(q["relation"])
+        return reasoner.reason(Query(q["subject"], q["relation"], q.get("time")), rules, self._facts(doc_ids), self._second_hop)
+
+    def answer(self, retriever: str, mode: str, answerer: str, retrieved: dict[str, dict]) -> dict[str, dict]:
+        """Cached answers of one answerer for every question."""
+        cfg = self.config
+        gen = self.settings.generation
+        tag = f"{answerer}-{gen.backend.value}-{gen.model}-p{PROMPT_VERSION}" if answerer.startswith("llm") else answerer
+        path = cfg.out / "cache" / f"answers-{self._key(retriever, mode)}-{tag.replace('/', '_')}.jsonl"
+        done = _read_cache(path)
+        reasoner = RuleReasoner()
+        by_id = {r.id: r for r in self.rules}
+        for q in tqdm([q for q in self.questions if q["id"] not in done], desc=f"{answerer} {retriever}/{mode}", unit="q",
+                      disable=not cfg.progress):
+            doc_ids = retrieved[q["id"]]["docs"][: cfg.answer_k]
+            row: dict[str, Any] = {"id": q["id"]}
+            if answerer == "reasoner":
+                cands = self.reason(q, doc_ids, reasoner)
+                row["answer"] = cands[0].answer if cands else ""
+                row["candidates"] = [c.answer for c in cands[:10]]
+            else:
+                docs = self.texts(doc_ids)
+                rule_texts = [by_id[r].text for r in retrieved[q["id"]]["rules"] if r in by_id]
+                if mode == "rulerag" and rule_texts:
+                    cands = [c.answer for c in self.reason(q, doc_ids, reasoner)[: cfg.candidates]] if answerer == "llm+reasoner" else []
+                    prompt = rulerag_prompt(q["question"], docs, rule_texts, cands)
+                else:
+                    prompt = standard_prompt(q["question"], docs)
+                raw = self.generator.generate(prompt, max_new_tokens=gen.max_new_tokens, temperature=gen.temperature)
+                row["answer"] = postprocess_answer(raw)
+                row["raw"] = raw
+            _append_jsonl(path, [row])
+            done[q["id"]] = row
+        return done
+
+    # ------------------------------------------------------------------ scoring
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        rows, per_question = [], {}
+        for retriever in cfg.retrievers:
+            for mode in cfg.modes:
+                retrieved = self.retrieve(retriever, mode)
+                hits = {k: [recall_at_k(self.texts(retrieved[q["id"]]["docs"]), q["golden_answers"], k) for q in self.questions] for k in cfg.ks}
+                per_question[(retriever, mode, "retrieval")] = hits[10] if 10 in hits else hits[max(cfg.ks)]
+                groups = {g: [i for i, q in enumerate(self.questions) if q.get("popularity") == g] for g in ("popular", "long-tail")}
+                base = {
+                    "retriever": retriever,
+                    "mode": mode,
+                    "questions": len(self.questions),
+                    "with_rules": sum(1 for q in self.questions if retrieved[q["id"]]["rules"]),
+                    **{f"recall@{k}": float(np.mean(v)) for k, v in hits.items()},
+                    **{f"recall@10_{g}": float(np.mean([hits[10][i] for i in idx])) for g, idx in groups.items() if idx and 10 in hits},
+                }
+                for answerer in cfg.answerers:
+                    row = dict(base, answerer=answerer)
+                    if answerer != "none":
+                        answers = self.answer(retriever, mode, answerer, retrieved)
+                        preds = [answers[q["id"]]["answer"] for q in self.questions]
+                        em = [exact_match(p, q["golden_answers"]) for p, q in zip(preds, self.questions)]
+                        row["em"] = float(np.mean(em))
+                        row["entity_em"] = float(np.mean([entity_exact_match(p, q["golden_answers"], [q["subject"]], self.matcher)
+                                                          for p, q in zip(preds, self.questions)]))
+                        row["f1"] = float(np.mean([token_f1(p, q["golden_answers"]) for p, q in zip(preds, self.questions)]))
+                        per_question[(retriever, mode, answerer)] = em
+                    rows.append(row)
+        tests = []
+        for retriever in cfg.retrievers:
+            for what in ["retrieval", *[a for a in cfg.answerers if a != "none"]]:
+                a, b = per_question.get((retriever, "standard", what)), per_question.get((retriever, "rulerag", what))
+                if a is not None and b is not None:
+                    tests.append({"retriever": retriever, "metric": "recall@10" if what == "retrieval" else f"em ({what})",
+                                  "standard": float(np.mean(a)), "rulerag": float(np.mean(b)), **mcnemar(a, b)})
+        results = {
+            "benchmark": cfg.bench.name,
+            "questions": len(self.questions),
+            "rows": rows,
+            "paired_tests": tests,
+            "config": {"bench": str(cfg.bench), "retrievers": list(cfg.retrievers), "modes": list(cfg.modes),
+                       "answerers": list(cfg.answerers), "limit": cfg.limit, "seed": cfg.seed, "ks": list(cfg.ks),
+                       "answer_k": cfg.answer_k, "candidates": cfg.candidates, "prompt_version": PROMPT_VERSION,
+                       "embedding_model": self.index.manifest.embedding_model, "rrf_k": self.settings.retrieval.rrf_k,
+                       "merge": self.settings.retrieval.merge.value},
+            "settings": self.settings.to_dict(),
+            "libraries": library_versions(),
+            "machine": f"{platform.machine()}, python {platform.python_version()}",
+        }
+        write_results(results, cfg.out)
+        return results
+
+
+def _fmt(v: Any) -> str:
+    return f"{100 * v:.1f}" if isinstance(v, float) else str(v)
+
+
+def write_results(results: dict[str, Any], out: Path) -> None:
+    """``results.json``, ``results.md`` and plots (when matplotlib is installed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out / "results.json", "wb") as fh:
+        fh.write(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    cols = ["retriever", "mode", "answerer", "recall@1", "recall@5", "recall@10", "recall@50", "em", "entity_em", "f1"]
+    lines = [f"# {results['benchmark']}: {results['questions']} questions", "",
+             "Recall@k, EM (strict), entity EM (the paper's lenient EM) and token F1, in %.", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in results["rows"]:
+        lines.append("| " + " | ".join(_fmt(row.get(c, "")) for c in cols) + " |")
+    if results["paired_tests"]:
+        lines += ["", "Paired tests, standard vs rule-guided (exact McNemar):", "",
+                  "| retriever | metric | standard | rulerag | only standard right | only rulerag right | p |", "|---|---|---|---|---|---|---|"]
+        for t in results["paired_tests"]:
+            lines.append(f"| {t['retriever']} | {t['metric']} | {_fmt(t['standard'])} | {_fmt(t['rulerag'])} | {t['a_only']} | {t['b_only']} | {t['p_value']:.2g} |")
+    lines += ["", "Configuration: " + ", ".join(f"{k}={v}" for k, v in results["config"].items()), ""]
+    with atomic_file(out / "results.md") as fh:
+        fh.write("\n".join(lines))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - optional
+        log.warning("matplotlib is not installed: no plots")
+        return
+    ks = results["config"]["ks"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row in results["rows"]:
+        if row["answerer"] == results["rows"][0]["answerer"]:
+            ax.plot(ks, [100 * row[f"recall@{k}"] for k in ks], marker="o", label=f"{row['retriever']} / {row['mode']}")
+    ax.set_xscale("log")
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_xlabel("k")
+    ax.set_ylabel("Recall@k (%)")
+    ax.set_title(f"{results['benchmark']}: Recall@k")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "recall_at_k.png", dpi=120)
+    plt.close(fig)
+    retrievers = sorted({r["retriever"] for r in results["rows"]})
+    fig, ax = plt.subplots(figsize=(6, 4))
+    width = 0.38
+    for j, mode in enumerate(("standard", "rulerag")):
+        vals = [100 * next((r["recall@10"] for r in results["rows"] if r["retriever"] == ret and r["mode"] == mode), 0.0) for ret in retrievers]
+        ax.bar(np.arange(len(retrievers)) + (j - 0.5) * width, vals, width, label=mode)
+    ax.set_xticks(np.arange(len(retrievers)), retrievers)
+    ax.set_ylabel("Recall@10 (%)")
+    ax.set_title(f"{results['benchmark']}: standard vs rule-guided")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "standard_vs_rulerag.png", dpi=120)
+    plt.close(fig)
+
+
+def run_benchmark(config: RunConfig) -> dict[str, Any]:
+    """Run a benchmark (see :class:`Runner`)."""
+    return Runner(config).run()
