@@ -168,7 +168,7 @@ class Runner:
         return self._generator
 
     def _key(self, retriever: str, mode: str) -> str:
-        r = self.settings.retrieval.model_copy(update={"retriever": retriever, "mode": mode})
+        r = self.settings.retrieval.model_copy(update={"retriever": RetrieverKind(retriever), "mode": Mode(mode)})
         blob = orjson.dumps({"retrieval": r.model_dump(mode="json"), "rules": self.settings.rules.model_dump(mode="json"),
                              "index": str(self.index.manifest.corpus_sha256), "k": max(self.config.ks)}, option=orjson.OPT_SORT_KEYS)
         return f"{retriever}-{mode}-{hashlib.sha1(blob).hexdigest()[:10]}"
@@ -181,7 +181,7 @@ class Runner:
         path = cfg.out / "cache" / f"retrieval-{self._key(retriever, mode)}.jsonl"
         done = _read_cache(path)
         todo = [q for q in self.questions if q["id"] not in done]
-        settings = self.settings.retrieval.model_copy(update={"retriever": retriever, "mode": mode})
+        settings = self.settings.retrieval.model_copy(update={"retriever": RetrieverKind(retriever), "mode": Mode(mode)})
         guided = RuleGuidedRetriever(self.searcher, self.index.docs, self.rules, settings, self.settings.rules)
         bar = tqdm(total=len(self.questions), initial=len(self.questions) - len(todo), desc=f"retrieve {retriever}/{mode}",
                    unit="q", disable=not cfg.progress)

@@ -27,7 +27,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from tqdm.auto import tqdm
 
-from rulerag.config import IndexSettings, Settings
+from rulerag.config import GpuPolicy, IndexSettings, Settings
 from rulerag.corpus import Document, file_sha256, read_corpus
 from rulerag.embedding import Encoder
 from rulerag.errors import IndexLoadError
@@ -139,7 +139,7 @@ def build_index(
     timings["bm25"] = time.perf_counter() - t
     if dense:
         t = time.perf_counter()
-        no_gpu = settings.index.model_copy(update={"gpu": "never"})  # build on CPU; GPU copies are made at load
+        no_gpu = settings.index.model_copy(update={"gpu": GpuPolicy.never})  # build on CPU; GPU copies are made at load
         dense_index = DenseIndex.build(vectors, no_gpu)
         timings["faiss"] = time.perf_counter() - t
 
