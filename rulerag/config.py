@@ -157,6 +157,7 @@ class GenerationSettings(_Section):
     openai_api_key: str | None = None
     timeout_s: float = Field(60.0, gt=0)
     retries: int = Field(2, ge=0)
+    refine_rounds: int = Field(2, ge=0, le=10, description="extra rounds when an answer fails its verifiable constraints")
     fixed_answer: str = Field("", description="answer of the fixed test backend ('' = the text of retrieved document [1])")
 
 

@@ -12,7 +12,7 @@ Heavy parts (the embedding model, the generator) load on first use and once.
 from __future__ import annotations
 
 import threading
-import time
+from time import perf_counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +21,32 @@ from typing import Any
 from rulerag.config import Mode, Settings, load_settings
 from rulerag.embedding import TextEncoder
 from rulerag.generation import Generator, Prompt, make_backend, postprocess_answer, rulerag_prompt, standard_prompt
+from rulerag.generation.prompts import refine_prompt
 from rulerag.retrieval.guided import RetrievalResult, RuleGuidedRetriever
 from rulerag.retrieval.index import Index, load_index
 from rulerag.retrieval.search import Searcher
 from rulerag.rules import RuleMatch, RuleStore
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A verifiable output constraint: an IFEval or FollowRAG instruction id and its kwargs.
+
+    Example:
+        >>> Constraint("length_words", {"relation": "less than", "num_words": 20}).describe()
+        'length_constraints:number_words (< N / >= N words; num_words=20, relation=less than)'
+    """
+
+    id: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """The constraint in words, as the generator sees it when it failed."""
+        from rulerag.checking.instructions import canonical_id, get_spec
+
+        cid = canonical_id(self.id)
+        args = ", ".join(f"{k}={v}" for k, v in sorted(self.kwargs.items()))
+        return f"{cid} ({get_spec(cid).description}" + (f"; {args})" if args else ")")
 
 
 @dataclass
@@ -40,9 +62,15 @@ class Answer:
     raw_output: str
     generator: str
     timings: dict[str, float] = field(default_factory=dict)
+    instructions: list[str] = field(default_factory=list)
+    check: Any = None  # rulerag.checking.CheckReport of the kept answer, when constraints were given
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # every attempt: answer, followed, kept
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "instructions": self.instructions,
+            "check": self.check.to_dict() if self.check is not None else None,
+            "rounds": self.rounds,
             "question": self.question,
             "answer": self.answer,
             "mode": self.mode.value,
@@ -124,26 +152,49 @@ class RuleRAG:
         """Batch retrieval: all queries encoded and searched together."""
         return self.retriever.retrieve_many(questions, k=k, mode=mode, relations=relations, times=times)
 
-    def build_prompt(self, result: RetrievalResult) -> Prompt:
-        """The standard-RAG or RuleRAG-ICL prompt for a retrieval result."""
+    def build_prompt(self, result: RetrievalResult, instructions: Sequence[str] = ()) -> Prompt:
+        """The standard-RAG or RuleRAG-ICL prompt for a retrieval result (with output instructions)."""
         docs = [d.contents for d in result.documents]
         if result.mode == Mode.rulerag and result.rules:
-            return rulerag_prompt(result.question, docs, [m.rule.text for m in result.rules])
-        return standard_prompt(result.question, docs)
+            return rulerag_prompt(result.question, docs, [m.rule.text for m in result.rules], instructions=instructions)
+        return standard_prompt(result.question, docs, instructions=instructions)
 
-    def ask(self, question: str, *, k: int | None = None, mode: Mode | str | None = None, relation: str | None = None) -> Answer:
-        """Retrieve, prompt and generate an answer for one question."""
-        t0 = time.perf_counter()
-        result = self.retrieve(question, k=k, mode=mode, relation=relation)
-        t1 = time.perf_counter()
-        prompt = self.build_prompt(result)
+    def ask(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        mode: Mode | str | None = None,
+        relation: str | None = None,
+        time: str | None = None,
+        instructions: Sequence[str] = (),
+        constraints: Sequence[Constraint] = (),
+        refine_rounds: int | None = None,
+    ) -> Answer:
+        """Retrieve, prompt and generate an answer for one question.
+
+        ``instructions``: output instructions in words ("Answer in JSON."), shown to the generator
+        in their own section. ``constraints``: verifiable forms of them (IFEval / FollowRAG ids);
+        when given, the answer is checked and, while some fail, regenerated with the failed ones
+        named, up to ``refine_rounds`` extra times (default ``generation.refine_rounds``); the
+        answer that follows the most constraints is kept (the earliest on ties). Constraints with
+        no instruction text are described to the generator from their id and kwargs.
+        """
+        t0 = perf_counter()
+        result = self.retrieve(question, k=k, mode=mode, relation=relation, time=time)
+        t1 = perf_counter()
+        shown = list(instructions) or [c.describe() for c in constraints]
+        prompt = self.build_prompt(result, shown)
         gen = self.generator
         g = self.settings.generation
         raw = gen.generate(prompt, max_new_tokens=g.max_new_tokens, temperature=g.temperature)
-        t2 = time.perf_counter()
+        report, rounds = None, []
+        if constraints:
+            raw, report, rounds = self._refine(question, result, prompt, raw, list(constraints), refine_rounds)
+        t2 = perf_counter()
         return Answer(
             question=question,
-            answer=postprocess_answer(raw),
+            answer=raw.strip() if shown else postprocess_answer(raw),
             mode=result.mode,
             rules=result.rules,
             documents=result.documents,
@@ -151,7 +202,37 @@ class RuleRAG:
             raw_output=raw,
             generator=gen.name,
             timings={"retrieval_s": t1 - t0, "generation_s": t2 - t1, "total_s": t2 - t0},
+            instructions=shown,
+            check=report,
+            rounds=rounds,
         )
+
+    def _refine(self, question, result, prompt, raw, constraints, rounds_allowed):
+        """Verify-and-refine: check, re-prompt with the failed constraints named, keep the best."""
+        from rulerag.checking import check
+
+        g = self.settings.generation
+        rounds_allowed = g.refine_rounds if rounds_allowed is None else rounds_allowed
+        ids = [c.id for c in constraints]
+        kwargs = [dict(c.kwargs) for c in constraints]
+        docs = [d.contents for d in result.documents]
+        best = None
+        rounds: list[dict[str, Any]] = []
+        for attempt in range(rounds_allowed + 1):
+            if attempt:
+                failed = [c.describe() for c, ok in zip(constraints, best[1].strict.follow_instruction_list) if not ok]
+                raw = self.generator.generate(refine_prompt(prompt, best[0], failed), max_new_tokens=g.max_new_tokens,
+                                              temperature=g.temperature)
+            report = check(raw, ids, kwargs, question=question, documents=docs)
+            followed = sum(report.strict.follow_instruction_list)
+            rounds.append({"answer": raw, "followed": followed, "of": len(ids)})
+            if best is None or followed > best[2]:
+                best = (raw, report, followed, attempt)
+            if report.strict.follow_all_instructions or report.unsatisfiable:
+                break
+        for i, r in enumerate(rounds):
+            r["kept"] = i == best[3]
+        return best[0], best[1], rounds
 
 
 def _set_fields(settings: Settings) -> set[str]:

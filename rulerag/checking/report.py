@@ -36,6 +36,7 @@ from rulerag.checking.faithfulness import (
     correctness,
     faithfulness,
 )
+from rulerag.checking.injection import echoed_injections
 from rulerag.checking.instructions import (
     INSTRUCTIONS,
     InstructionError,
@@ -83,6 +84,7 @@ class CheckReport:
     judge_name: str | None = None
     key: Any = None
     line: int | None = None
+    injection_echoes: list[str] = field(default_factory=list)
 
     @property
     def unsatisfiable_reason(self) -> str | None:
@@ -108,6 +110,7 @@ class CheckReport:
             "faithfulness": self.faithfulness.to_dict() if self.faithfulness else None,
             "correctness": self.correctness.to_dict() if self.correctness else None,
             "judge": None if self.judge is None else {"name": self.judge_name, **self.judge.to_dict()},
+            "injection_echoes": list(self.injection_echoes),
         }
 
 
@@ -173,6 +176,7 @@ def check(
         correctness=corr,
         judge=verdict,
         judge_name=judge_name,
+        injection_echoes=echoed_injections(response, documents) if documents else [],
         key=key,
         line=line,
     )

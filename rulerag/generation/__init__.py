@@ -27,6 +27,7 @@ from rulerag.generation.prompts import (
     PROMPT_VERSION,
     Prompt,
     postprocess_answer,
+    refine_prompt,
     rulerag_prompt,
     standard_prompt,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "make_backend",
     "model_cache_dir",
     "postprocess_answer",
+    "refine_prompt",
     "resolve_generator",
     "rulerag_prompt",
     "standard_prompt",
