@@ -252,6 +252,25 @@ def bench_run(
     err.print(f"wrote {out_dir}/results.json, results.md and plots ({results['questions']} questions)")
 
 
+@bench_app.command("followrag")
+def bench_followrag(
+    data: Annotated[Path, typer.Option("--data", help="A FollowRAG file, e.g. ../shared/data/followrag/followRAG_ifnq.json.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Results directory.")] = Path("benchmarks/results/followrag"),
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="The first N items.")] = None,
+    refine_rounds: Annotated[int, typer.Option("--refine-rounds", min=0, max=10, help="Verify-and-refine rounds (0 = off).")] = 2,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Answer length limit.")] = 256,
+    backend: Annotated[Optional[BackendKind], typer.Option("--backend", help="transformers, openai or fixed.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Embedded model name, model dir or .gguf file.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Answer FollowRAG items with their passages; report IF scores, faithfulness, correctness, with and without refinement."""
+    from rulerag.bench.followrag import run_followrag
+
+    settings = _settings(generation=_drop_none(backend=backend, model=model))
+    run_followrag(data, out_dir, settings=settings, limit=limit, refine_rounds=refine_rounds, max_new_tokens=max_new_tokens, progress=not quiet)
+    out.print((out_dir / "results.md").read_text())
+
+
 # ---------------------------------------------------------------------------- check
 
 
@@ -400,16 +419,39 @@ def ask(
     merge: MergeOpt = None,
     backend: Annotated[Optional[BackendKind], typer.Option("--backend", help="transformers, openai or fixed.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Embedded model name, model dir or .gguf file.")] = None,
+    instruction: Annotated[Optional[list[str]], typer.Option("--instruction", help="Output instruction in words, e.g. 'Answer in JSON.' (repeatable).")] = None,
+    constraint: Annotated[Optional[list[str]], typer.Option("--constraint", help="Verifiable constraint ID or ID=JSON-kwargs, e.g. format_no_commas or 'length_words={\"relation\": \"less than\", \"num_words\": 20}' (repeatable).")] = None,
+    refine_rounds: Annotated[Optional[int], typer.Option("--refine-rounds", min=0, max=10, help="Extra rounds when constraints fail.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", min=1, help="Answer length limit.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Answer a question: matched rules, retrieved documents, and the generator's answer."""
+    """Answer a question: matched rules, retrieved documents, and the generator's answer (optionally under output constraints)."""
     rag = _pipeline(
         index,
         rules,
         retrieval=_drop_none(k=k, mode=mode, retriever=retriever, merge=merge),
-        generation=_drop_none(backend=backend, model=model),
+        generation=_drop_none(backend=backend, model=model, max_new_tokens=max_new_tokens),
     )
-    _show_answer(rag.ask(question), as_json)
+    _show_answer(rag.ask(question, instructions=instruction or (), constraints=_constraints(constraint or []), refine_rounds=refine_rounds), as_json)
+
+
+def _constraints(specs: list[str]):
+    from rulerag.checking.instructions import validate_kwargs
+    from rulerag.errors import ConfigError
+    from rulerag.refine import Constraint
+
+    out_list = []
+    for spec in specs:
+        cid, _, raw = spec.partition("=")
+        try:
+            kwargs = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"--constraint {spec!r}: kwargs are not valid JSON ({exc}). Fix: ID='{{\"key\": value}}'") from exc
+        if not isinstance(kwargs, dict):
+            raise ConfigError(f"--constraint {spec!r}: kwargs must be a JSON object")
+        validate_kwargs(cid.strip(), kwargs)
+        out_list.append(Constraint(cid.strip(), kwargs))
+    return out_list
 
 
 def _show_answer(answer, as_json: bool) -> None:
@@ -417,6 +459,9 @@ def _show_answer(answer, as_json: bool) -> None:
         _print_json(answer.to_dict())
         return
     out.print(Panel(f"[bold]{answer.answer}[/bold]", title=f"Answer ({answer.mode.value}, {answer.generator})", subtitle=answer.question))
+    if answer.check is not None:
+        verdicts = ", ".join(f"{i}: {'ok' if ok else 'FAILED'}" for i, ok in zip(answer.check.instruction_id_list, answer.check.strict.follow_instruction_list))
+        out.print(f"constraints ({len(answer.rounds)} round(s)): {verdicts}")
     if answer.rules:
         out.print(_rules_table(answer.rules))
     out.print(_docs_table(answer.documents))

@@ -21,32 +21,11 @@ from typing import Any
 from rulerag.config import Mode, Settings, load_settings
 from rulerag.embedding import TextEncoder
 from rulerag.generation import Generator, Prompt, make_backend, postprocess_answer, rulerag_prompt, standard_prompt
-from rulerag.generation.prompts import refine_prompt
+from rulerag.refine import Constraint, verify_and_refine
 from rulerag.retrieval.guided import RetrievalResult, RuleGuidedRetriever
 from rulerag.retrieval.index import Index, load_index
 from rulerag.retrieval.search import Searcher
 from rulerag.rules import RuleMatch, RuleStore
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """A verifiable output constraint: an IFEval or FollowRAG instruction id and its kwargs.
-
-    Example:
-        >>> Constraint("length_words", {"relation": "less than", "num_words": 20}).describe()
-        'length_constraints:number_words (< N / >= N words; num_words=20, relation=less than)'
-    """
-
-    id: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        """The constraint in words, as the generator sees it when it failed."""
-        from rulerag.checking.instructions import canonical_id, get_spec
-
-        cid = canonical_id(self.id)
-        args = ", ".join(f"{k}={v}" for k, v in sorted(self.kwargs.items()))
-        return f"{cid} ({get_spec(cid).description}" + (f"; {args})" if args else ")")
 
 
 @dataclass
@@ -190,7 +169,12 @@ class RuleRAG:
         raw = gen.generate(prompt, max_new_tokens=g.max_new_tokens, temperature=g.temperature)
         report, rounds = None, []
         if constraints:
-            raw, report, rounds = self._refine(question, result, prompt, raw, list(constraints), refine_rounds)
+            refined = verify_and_refine(
+                gen, prompt, list(constraints), rounds=g.refine_rounds if refine_rounds is None else refine_rounds,
+                max_new_tokens=g.max_new_tokens, temperature=g.temperature, question=question,
+                documents=[d.contents for d in result.documents], first_answer=raw,
+            )
+            raw, report, rounds = refined.answer, refined.report, refined.rounds
         t2 = perf_counter()
         return Answer(
             question=question,
@@ -206,33 +190,6 @@ class RuleRAG:
             check=report,
             rounds=rounds,
         )
-
-    def _refine(self, question, result, prompt, raw, constraints, rounds_allowed):
-        """Verify-and-refine: check, re-prompt with the failed constraints named, keep the best."""
-        from rulerag.checking import check
-
-        g = self.settings.generation
-        rounds_allowed = g.refine_rounds if rounds_allowed is None else rounds_allowed
-        ids = [c.id for c in constraints]
-        kwargs = [dict(c.kwargs) for c in constraints]
-        docs = [d.contents for d in result.documents]
-        best = None
-        rounds: list[dict[str, Any]] = []
-        for attempt in range(rounds_allowed + 1):
-            if attempt:
-                failed = [c.describe() for c, ok in zip(constraints, best[1].strict.follow_instruction_list) if not ok]
-                raw = self.generator.generate(refine_prompt(prompt, best[0], failed), max_new_tokens=g.max_new_tokens,
-                                              temperature=g.temperature)
-            report = check(raw, ids, kwargs, question=question, documents=docs)
-            followed = sum(report.strict.follow_instruction_list)
-            rounds.append({"answer": raw, "followed": followed, "of": len(ids)})
-            if best is None or followed > best[2]:
-                best = (raw, report, followed, attempt)
-            if report.strict.follow_all_instructions or report.unsatisfiable:
-                break
-        for i, r in enumerate(rounds):
-            r["kept"] = i == best[3]
-        return best[0], best[1], rounds
 
 
 def _set_fields(settings: Settings) -> set[str]:

@@ -7,7 +7,8 @@ import pytest
 from rulerag.checking import check
 from rulerag.config import load_settings
 from rulerag.generation import FixedBackend, Prompt, refine_prompt, rulerag_prompt, standard_prompt
-from rulerag.pipeline import Constraint, RuleRAG
+from rulerag.pipeline import RuleRAG
+from rulerag.refine import Constraint
 from rulerag.retrieval.index import build_index, load_index
 from rulerag.rules import RuleStore, parse_rule
 from tests.fakes import HashEncoder

@@ -1,0 +1,92 @@
+"""Verify-and-refine: check an answer against verifiable constraints and re-ask while some fail.
+
+Example:
+    >>> from rulerag.generation import FixedBackend, standard_prompt
+    >>> result = verify_and_refine(FixedBackend("norland"), standard_prompt("q?", ["d"]),
+    ...                            [Constraint("format_no_commas")], max_new_tokens=8)
+    >>> result.answer, result.report.strict.follow_all_instructions, len(result.rounds)
+    ('norland', True, 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rulerag.checking import CheckReport, check
+from rulerag.generation import Generator, Prompt, refine_prompt
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A verifiable output constraint: an IFEval or FollowRAG instruction id and its kwargs.
+
+    Example:
+        >>> Constraint("length_words", {"relation": "less than", "num_words": 20}).describe()
+        'length_constraints:number_words (< N / >= N words; num_words=20, relation=less than)'
+    """
+
+    id: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """The constraint in words, as the generator sees it when it failed."""
+        from rulerag.checking.instructions import canonical_id, get_spec
+
+        cid = canonical_id(self.id)
+        args = ", ".join(f"{k}={v}" for k, v in sorted(self.kwargs.items()))
+        return f"{cid} ({get_spec(cid).description}" + (f"; {args})" if args else ")")
+
+
+@dataclass
+class RefineResult:
+    """The kept answer, its check report, and every attempt (``answer``, ``followed``, ``kept``)."""
+
+    answer: str
+    report: CheckReport
+    rounds: list[dict[str, Any]]
+    first_answer: str
+    first_report: CheckReport
+
+
+def verify_and_refine(
+    generator: Generator,
+    prompt: Prompt,
+    constraints: Sequence[Constraint],
+    *,
+    rounds: int = 2,
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    question: str | None = None,
+    documents: Sequence[str] | None = None,
+    golden_answers: Sequence[str] | None = None,
+    first_answer: str | None = None,
+) -> RefineResult:
+    """Generate (or take ``first_answer``), check, and while constraints fail re-prompt with the
+    failed ones named, up to ``rounds`` extra times. Keeps the answer that follows the most
+    constraints (strict), the earliest on ties. Unsatisfiable constraint sets stop at once."""
+    ids = [c.id for c in constraints]
+    kwargs = [dict(c.kwargs) for c in constraints]
+
+    def score(answer: str) -> CheckReport:
+        return check(answer, ids, kwargs, question=question, documents=documents, golden_answers=golden_answers)
+
+    raw = first_answer if first_answer is not None else generator.generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature)
+    report = score(raw)
+    first = (raw, report)
+    best = (raw, report, sum(report.strict.follow_instruction_list), 0)
+    history = [{"answer": raw, "followed": best[2], "of": len(ids)}]
+    for attempt in range(1, rounds + 1):
+        if best[1].strict.follow_all_instructions or best[1].unsatisfiable:
+            break
+        failed = [c.describe() for c, ok in zip(constraints, best[1].strict.follow_instruction_list) if not ok]
+        raw = generator.generate(refine_prompt(prompt, best[0], failed), max_new_tokens=max_new_tokens, temperature=temperature)
+        report = score(raw)
+        followed = sum(report.strict.follow_instruction_list)
+        history.append({"answer": raw, "followed": followed, "of": len(ids)})
+        if followed > best[2]:
+            best = (raw, report, followed, attempt)
+    for i, row in enumerate(history):
+        row["kept"] = i == best[3]
+    return RefineResult(best[0], best[1], history, first[0], first[1])
