@@ -233,7 +233,9 @@ class Runner:
         """Cached answers of one answerer for every question."""
         cfg = self.config
         gen = self.settings.generation
-        tag = f"{answerer}-{gen.backend.value}-{gen.model}-p{PROMPT_VERSION}" if answerer.startswith("llm") else answerer
+        # in standard mode both LLM answerers see the same standard prompt: share one cache
+        llm_tag = "llm" if mode == "standard" else answerer
+        tag = f"{llm_tag}-{gen.backend.value}-{gen.model}-p{PROMPT_VERSION}" if answerer.startswith("llm") else answerer
         path = cfg.out / "cache" / f"answers-{self._key(retriever, mode)}-{tag.replace('/', '_')}.jsonl"
         done = _read_cache(path)
         reasoner = RuleReasoner()
