@@ -349,3 +349,15 @@ def test_bm25_only_index(tmp_path, corpus_file):
     assert searcher.search_many(["Karsland Rail headquartered"], retriever="bm25")[0][0].pos == 7
     with pytest.raises(ConfigError, match="BM25-only"):
         searcher.search_many(["x"], retriever="hybrid")
+
+
+def test_query_embedding_cache_encodes_each_text_once():
+    enc = HashEncoder()
+    s = Searcher(BM25Index.build(CORPUS), DenseIndex.build(enc.encode(CORPUS)), enc, RetrievalSettings(), cache_size=3)
+    enc.calls.clear()
+    first = s.search_many(["Alice born", "Tarvik"], retriever="dense")
+    again = s.search_many(["Tarvik", "Alice born", "Norland"], retriever="dense")
+    assert enc.calls == [["Alice born", "Tarvik"], ["Norland"]]
+    assert again[0] == first[1] and again[1] == first[0]
+    s.search_many(["a1", "a2", "a3"], retriever="dense")  # evicts the oldest entries (size 3)
+    assert len(s._cache) == 3

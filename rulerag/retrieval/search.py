@@ -7,6 +7,11 @@ Example:
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
 from rulerag.config import Fusion, RetrievalSettings, RetrieverKind
 from rulerag.embedding import TextEncoder
 from rulerag.errors import ConfigError
@@ -17,13 +22,48 @@ from rulerag.retrieval.hits import Hit
 
 
 class Searcher:
-    """Runs batches of queries through BM25, FAISS or both, returning ranked :class:`Hit` lists."""
+    """Runs batches of queries through BM25, FAISS or both, returning ranked :class:`Hit` lists.
 
-    def __init__(self, bm25: BM25Index, dense: DenseIndex | None, encoder: TextEncoder, settings: RetrievalSettings | None = None) -> None:
+    Query embeddings are kept in a bounded LRU cache (``cache_size`` queries), so a query text
+    seen before (a repeated question, the same rule query) is not encoded again."""
+
+    def __init__(
+        self,
+        bm25: BM25Index,
+        dense: DenseIndex | None,
+        encoder: TextEncoder,
+        settings: RetrievalSettings | None = None,
+        cache_size: int = 50_000,
+    ) -> None:
         self.bm25 = bm25
         self.dense = dense
         self.encoder = encoder
         self.settings = settings or RetrievalSettings()
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def encode(self, queries: list[str]) -> np.ndarray:
+        """Unit vectors for ``queries``, encoding only those not in the cache (thread-safe)."""
+        with self._lock:
+            missing = list(dict.fromkeys(q for q in queries if q not in self._cache))
+        if missing:
+            vectors = self.encoder.encode(missing)
+            with self._lock:
+                for q, v in zip(missing, vectors):
+                    self._cache[q] = v
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        with self._lock:
+            out = []
+            for q in queries:
+                v = self._cache.get(q)
+                if v is None:  # evicted by a concurrent caller: encode it on its own
+                    v = self.encoder.encode([q])[0]
+                else:
+                    self._cache.move_to_end(q)
+                out.append(v)
+        return np.stack(out).astype(np.float32, copy=False)
 
     def search_many(
         self, queries: list[str], *, retriever: RetrieverKind | str | None = None, depth: int | None = None
@@ -41,7 +81,7 @@ class Searcher:
                 f"retriever {kind.value!r} needs a dense index, but this index is BM25-only. "
                 "Fix: use --retriever bm25, or rebuild the index with embeddings"
             )
-        dense_lists = self.dense.search(self.encoder.encode(queries), depth)
+        dense_lists = self.dense.search(self.encode(queries), depth)
         if kind == RetrieverKind.dense:
             return dense_lists
         sparse_lists = self.bm25.search(queries, depth)
