@@ -67,13 +67,14 @@ def main() -> None:
 
     name = args.bench.name
     rows, hits = [], {}
-    for retriever in args.retrievers.split(","):
+    retrievers = args.retrievers.split(",")
+    runner = Runner(RunConfig(bench=args.bench, out=args.work / name, retrievers=retrievers, modes=["standard"],
+                              answerers=["none"], limit=args.limit, progress=False))
+    for retriever in retrievers:
         variants = dict(VARIANTS, **(HYBRID_ONLY if retriever == "hybrid" else {}))
         for label, (mode, overrides) in variants.items():
             t0 = time.perf_counter()
-            settings = load_settings(overrides={"retrieval": overrides})
-            runner = Runner(RunConfig(bench=args.bench, out=args.work / name, retrievers=[retriever], modes=[mode],
-                                      answerers=["none"], limit=args.limit, settings=settings, progress=False))
+            runner.settings = load_settings(overrides={"retrieval": overrides})  # one runner: index and caches shared
             got = runner.retrieve(retriever, mode)
             qs = runner.questions
             h = {k: [recall_at_k(runner.texts(got[q["id"]]["docs"]), q["golden_answers"], k) for q in qs] for k in (1, 5, 10, 50)}

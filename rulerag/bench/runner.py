@@ -182,6 +182,7 @@ class Runner:
         done = _read_cache(path)
         todo = [q for q in self.questions if q["id"] not in done]
         settings = self.settings.retrieval.model_copy(update={"retriever": RetrieverKind(retriever), "mode": Mode(mode)})
+        self.searcher.settings = settings  # fusion options of this run; the query-embedding cache is kept
         guided = RuleGuidedRetriever(self.searcher, self.index.docs, self.rules, settings, self.settings.rules)
         bar = tqdm(total=len(self.questions), initial=len(self.questions) - len(todo), desc=f"retrieve {retriever}/{mode}",
                    unit="q", disable=not cfg.progress)
