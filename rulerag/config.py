@@ -139,6 +139,10 @@ class RetrievalSettings(_Section):
     rule_query: RuleQuery = Field(RuleQuery.body, description="query per rule: question + body relations, + full rule text, or rewritten")
     dedup: Dedup = Field(Dedup.none, description="collapse near-duplicate facts: none, fact or pair")
     time_filter: bool = Field(True, description="drop documents dated on or after a question's time (when both are known)")
+    rule_evidence: int = Field(
+        0, ge=0, le=50,
+        description="structured queries: apply the rules to the retrieved facts and merge the evidence documents of this many best candidates (0 = off)",
+    )
 
 
 class RuleSettings(_Section):

@@ -45,7 +45,7 @@ from rulerag.retrieval.guided import RuleGuidedRetriever
 from rulerag.retrieval.index import Index, build_index, library_versions, load_index, read_manifest
 from rulerag.retrieval.search import Searcher
 from rulerag.rules import RuleStore
-from rulerag.rules.reason import Fact, Query, RuleReasoner
+from rulerag.rules.reason import Fact, FactIndex, Query, RuleReasoner
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class Runner:
         self.searcher = Searcher(self.index.bm25, self.index.dense, self.encoder, self.settings.retrieval)
         self.id_to_pos = {d.id: i for i, d in enumerate(self.index.docs)}
         self._matcher: EntityMatcher | None = None
-        self._lookup: dict[tuple[str, str], list[int]] | None = None
+        self.fact_index = FactIndex(self.index.docs)
         self._generator = None
         (cfg.out / "cache").mkdir(parents=True, exist_ok=True)
 
@@ -190,7 +190,7 @@ class Runner:
             chunk = todo[start : start + cfg.batch_size]
             results = guided.retrieve_many(
                 [q["question"] for q in chunk], k=max(cfg.ks), relations=[q.get("relation") for q in chunk],
-                times=[q.get("time") for q in chunk],
+                times=[q.get("time") for q in chunk], subjects=[q.get("subject") for q in chunk],
             )
             rows = [{"id": q["id"], "docs": [d.id for d in r.documents], "scores": [round(d.score, 6) for d in r.documents],
                      "rules": [m.rule.id for m in r.rules]} for q, r in zip(chunk, results)]
@@ -206,29 +206,11 @@ class Runner:
     # ------------------------------------------------------------------ answerers
 
     def _facts(self, doc_ids: Sequence[str]) -> list[Fact]:
-        out = []
-        for i in doc_ids:
-            doc = self.index.docs[self.id_to_pos[i]]
-            fact = Fact.from_metadata(doc.id, doc.metadata)
-            if fact is not None:
-                out.append(fact)
-        return out
-
-    def _second_hop(self, entity: str, relation: str) -> list[Fact]:
-        """Second-hop retrieval with the bound entity: an exact lookup of the corpus facts that
-        have ``entity`` as subject or object and the body atom's ``relation`` (metadata index)."""
-        if self._lookup is None:
-            self._lookup = {}
-            for i, d in enumerate(self.index.docs):
-                m = d.metadata
-                if "relation" in m:
-                    self._lookup.setdefault((m.get("subject"), m["relation"]), []).append(i)
-                    self._lookup.setdefault((m.get("object"), m["relation"]), []).append(i)
-        return self._facts([self.index.docs[i].id for i in self._lookup.get((entity, relation), [])])
+        return self.fact_index.facts_at(self.id_to_pos[i] for i in doc_ids)
 
     def reason(self, q: dict, doc_ids: Sequence[str], reasoner: RuleReasoner):
         rules = self.rules.by_head(q["relation"])
-        return reasoner.reason(Query(q["subject"], q["relation"], q.get("time")), rules, self._facts(doc_ids), self._second_hop)
+        return reasoner.reason(Query(q["subject"], q["relation"], q.get("time")), rules, self._facts(doc_ids), self.fact_index.lookup)
 
     def answer(self, retriever: str, mode: str, answerer: str, retrieved: dict[str, dict]) -> dict[str, dict]:
         """Cached answers of one answerer for every question."""

@@ -26,6 +26,7 @@ from rulerag.retrieval.fusion import round_robin, rrf
 from rulerag.retrieval.hits import Hit, ScoredDocument
 from rulerag.retrieval.search import Searcher
 from rulerag.rules import RuleMatch, RuleStore
+from rulerag.rules.reason import FactIndex, Query, RuleReasoner
 from rulerag.text import relation_words
 
 
@@ -92,6 +93,8 @@ class RuleGuidedRetriever:
         self.settings = settings or searcher.settings
         self.rule_settings = rule_settings or RuleSettings()
         self._times: list[str | None] | None = None
+        self._facts: FactIndex | None = None
+        self._pos: dict[str, int] = {}
         self._keys: dict[Dedup, list] = {}
 
     def match_rules(self, questions: list[str], relations: Sequence[str | None] | None = None) -> list[list[RuleMatch]]:
@@ -131,18 +134,25 @@ class RuleGuidedRetriever:
         mode: Mode | str | None = None,
         relations: Sequence[str | None] | None = None,
         times: Sequence[str | None] | None = None,
+        subjects: Sequence[str | None] | None = None,
     ) -> list[RetrievalResult]:
         """Retrieve for many questions; all queries of the batch are encoded and searched together.
 
         ``relations``: structured queries' relations (rules are then matched by head relation).
         ``times``: the questions' times; with ``settings.time_filter`` documents dated on or after
         them are dropped (``YYYY-MM-DD`` or years, compared with the documents' ``time`` field).
+        ``subjects``: structured queries' subjects; with ``settings.rule_evidence = n > 0`` (rulerag
+        mode, documents with fact metadata) the rules of the question's relation are applied to the
+        retrieved facts by :class:`~rulerag.rules.reason.RuleReasoner`, each body atom looked up with
+        its bound entity (iterative rule-guided retrieval), and the documents that state the ``n``
+        best candidate answers are interleaved with the merged list (``found_by``: ``reasoner``).
         """
         s = self.settings
         k = k or s.k
         mode = Mode(mode or s.mode)
         relations = relations or [None] * len(questions)
         times = times or [None] * len(questions)
+        subjects = subjects or [None] * len(questions)
         matches = self.match_rules(questions, relations) if mode == Mode.rulerag else [[] for _ in questions]
         queries: list[list[str]] = [
             [q] + [rule_query(q, m, s.rule_query, rel) for m in ms] for q, ms, rel in zip(questions, matches, relations)
@@ -152,19 +162,41 @@ class RuleGuidedRetriever:
         lists = self.searcher.search_many(flat, retriever=s.retriever, depth=max(s.depth, k) * widen)
         results = []
         start = 0
-        for question, ms, qs, when in zip(questions, matches, queries, times):
+        for question, ms, qs, when, subject, relation in zip(questions, matches, queries, times, subjects, relations):
             own = lists[start : start + len(qs)]
             start += len(qs)
             if when is not None and s.time_filter:
                 own = [self._before(hits, when) for hits in own]
             labels = ["question"] + [f"rule:{m.rule.id}" for m in ms]
-            merged = self._collapse(self._merge(own))[:k]
+            merged = self._merge(own)
+            if s.rule_evidence and mode == Mode.rulerag and subject and relation and self.rules is not None:
+                evidence = self._evidence(merged, subject, relation, when)
+                if evidence:
+                    own, labels = own + [evidence], labels + ["reasoner"]
+                    merged = round_robin([merged, evidence])
+            merged = self._collapse(merged)[:k]
             docs = [
                 ScoredDocument.from_document(self.docs[h.pos], h.score, rank, self._found_by(h.pos, own, labels))
                 for rank, h in enumerate(merged, start=1)
             ]
             results.append(RetrievalResult(question, mode, docs, ms, qs))
         return results
+
+    def _evidence(self, merged: list[Hit], subject: str, relation: str, when: str | None) -> list[Hit]:
+        """Documents stating the best candidates of the rule reasoner, best candidate first."""
+        if self._facts is None:
+            self._facts = FactIndex(self.docs)
+            self._pos = {d.id: i for i, d in enumerate(self.docs)}
+        facts = self._facts.facts_at(h.pos for h in merged[: self.settings.depth])
+        candidates = RuleReasoner().reason(Query(subject, relation, when), self.rules.by_head(relation), facts, self._facts.lookup)
+        out: list[Hit] = []
+        for cand in candidates[: self.settings.rule_evidence]:
+            for doc_id in cand.evidence:
+                pos = self._pos.get(doc_id)
+                fact = self._facts.facts[pos] if pos is not None else None
+                if fact is not None and cand.answer in (fact.subject, fact.object):
+                    out.append(Hit(pos, cand.score))
+        return out
 
     def _doc_times(self) -> list[str | None]:
         if self._times is None:

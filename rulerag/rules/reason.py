@@ -156,3 +156,40 @@ class RuleReasoner:
                     continue
                 for y, f2 in step(z, body[1], "Z", fetch=True):
                     yield y, [f1, f2]
+
+
+class FactIndex:
+    """The facts of a corpus (documents with ``subject``/``relation``/``object``[/``time``]
+    metadata), looked up by ``(entity, relation)`` with the entity on either side: the exact
+    second-hop retrieval the reasoner uses for a body atom with a bound entity.
+
+    Example:
+        >>> from rulerag.corpus import Document
+        >>> idx = FactIndex([Document("d1", "Tarvik located in Norland.",
+        ...                           {"subject": "Tarvik", "relation": "located_in", "object": "Norland"})])
+        >>> [f.object for f in idx.lookup("Tarvik", "located_in")], idx.lookup("Norland", "borders")
+        (['Norland'], [])
+    """
+
+    def __init__(self, documents: Sequence[Any]) -> None:
+        self.facts: list[Fact | None] = [Fact.from_metadata(d.id, d.metadata) for d in documents]
+        self._by_key: dict[tuple[str, str], list[int]] | None = None
+
+    def _index(self) -> dict[tuple[str, str], list[int]]:
+        if self._by_key is None:
+            by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
+            for i, f in enumerate(self.facts):
+                if f is not None:
+                    by_key[(f.subject, f.relation)].append(i)
+                    if f.object != f.subject:
+                        by_key[(f.object, f.relation)].append(i)
+            self._by_key = dict(by_key)
+        return self._by_key
+
+    def lookup(self, entity: str, relation: str) -> list[Fact]:
+        """Facts with ``relation`` that have ``entity`` as subject or object."""
+        return [self.facts[i] for i in self._index().get((entity, relation), [])]
+
+    def facts_at(self, positions: Iterable[int]) -> list[Fact]:
+        """The facts of the documents at ``positions`` (documents without fact metadata skipped)."""
+        return [f for f in (self.facts[p] for p in positions) if f is not None]
