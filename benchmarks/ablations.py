@@ -48,6 +48,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "rulerag, dedup pair, 5 rules": ("rulerag", {"dedup": "pair", "max_rules": 5}),
     "rulerag, dedup pair, 10 rules": ("rulerag", {"dedup": "pair", "max_rules": 10}),
     "rulerag, dedup pair, merge rrf": ("rulerag", {"dedup": "pair", "merge": "rrf"}),
+    "rulerag, rule evidence 5": ("rulerag", {"rule_evidence": 5}),
+    "rulerag, dedup pair, rule evidence 5": ("rulerag", {"dedup": "pair", "rule_evidence": 5}),
 }
 HYBRID_ONLY: dict[str, tuple[str, dict]] = {
     "hybrid rrf_k 10": ("rulerag", {"rrf_k": 10}),
