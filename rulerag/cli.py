@@ -271,6 +271,27 @@ def bench_followrag(
     out.print((out_dir / "results.md").read_text())
 
 
+# ---------------------------------------------------------------------------- serve
+
+
+@app.command()
+def serve(
+    index: IndexOpt = DEMO_INDEX,
+    rules: RulesOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 8000,
+    backend: Annotated[Optional[BackendKind], typer.Option("--backend", help="Generator backend.")] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the QA web API and page (FastAPI + uvicorn). API keys: $RULERAG_API_KEYS or $RULERAG_API_KEYS_FILE."""
+    from server.serve import serve as run_server
+
+    settings = _settings(generation=_drop_none(backend=backend))
+    if rules is None and settings.rules.path is None and index.resolve() == DEMO_INDEX.resolve():
+        rules = DEMO_RULES
+    run_server(index, rules, host, port, settings=settings, log_level=log_level)
+
+
 # ---------------------------------------------------------------------------- check
 
 

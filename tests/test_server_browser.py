@@ -1,0 +1,139 @@
+"""The web page in a real headless browser: Debian's Chromium driven by Playwright's Python
+package, against a uvicorn server on an ephemeral loopback port.
+
+Needs ``pip install playwright`` (the Python package only; no ``playwright install``) and a
+Chromium binary at ``/usr/bin/chromium`` (``apt-get install -y chromium``) or ``$RULERAG_CHROMIUM``;
+skipped when either is missing. The screenshot goes to the test's ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rulerag.cli import DEMO_CORPUS, DEMO_QUESTION, DEMO_RULES
+from rulerag.config import load_settings
+from rulerag.retrieval.index import build_index
+from server.app import create_app
+from tests.fakes import HashEncoder
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+XSS = '<img src=x onerror="window.__xss = 1"><script>window.__xss = 2</script>'
+
+
+def chromium_path() -> str:
+    path = os.environ.get("RULERAG_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).is_file():
+        pytest.skip("no Chromium binary: apt-get install -y chromium (or set RULERAG_CHROMIUM)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def sync_api():
+    return pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed (pip install playwright)")
+
+
+@pytest.fixture(scope="module")
+def expect(sync_api):
+    return sync_api.expect
+
+
+@pytest.fixture(scope="module")
+def browser(sync_api):
+    exe = chromium_path()
+    with sync_api.sync_playwright() as pw:
+        try:
+            b = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS, timeout=60_000)
+        except Exception as exc:  # noqa: BLE001 - an unusable browser is an environment problem
+            pytest.skip(f"could not launch {exe} with Playwright: {str(exc).splitlines()[0]}")
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("browser") / "demo-hash"
+    build_index(DEMO_CORPUS, out, progress=False, encoder=HashEncoder())
+    return out
+
+
+def _server(index: Path, **generation):
+    from server.testing import ServerThread
+
+    settings = load_settings(overrides={"generation": {"backend": "fixed", **generation}})
+    app = create_app(index, DEMO_RULES, settings, api_keys=set(), encoder=HashEncoder(), server_settings={"load_in_background": False})
+    return ServerThread(app)
+
+
+def test_page_asks_the_demo_question(browser, expect, index, tmp_path):
+    with _server(index) as url:
+        page = browser.new_page(viewport={"width": 1100, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(url + "/", wait_until="domcontentloaded")
+        page.wait_for_selector("#ready.ok", timeout=20_000)
+        page.fill("#question", DEMO_QUESTION)
+        page.click("#ask")
+        expect(page.locator("#status")).to_have_text("done", timeout=30_000)  # no eval: the page's CSP forbids it
+
+        answer = page.text_content("#answer")
+        rules = page.locator("#rules tbody tr.rule")
+        docs = page.locator("#documents tbody tr.document")
+        assert answer and answer.strip()
+        assert rules.count() >= 1 and docs.count() == 5
+        rule_texts = [rules.nth(i).locator(".rule-text").text_content() for i in range(rules.count())]
+        assert any("citizen_of" in t for t in rule_texts), rule_texts
+        doc_texts = [docs.nth(i).locator(".doc-text").text_content() for i in range(docs.count())]
+        assert answer == doc_texts[0].rstrip(".")  # the fixed backend answers with document [1]
+        assert "0." in rules.first.locator("td.score").text_content()  # a score is shown
+        assert "rule 1" in " ".join(docs.nth(i).locator(".found").text_content() for i in range(docs.count()))
+        assert page.is_hidden("#error")
+        shot = tmp_path / "web_page.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+        print(f"screenshot: {shot}")
+
+        # a constraint shows the checker's verdict
+        page.click("#more summary")
+        page.click("#add-constraint")
+        page.fill("#constraints .constraint-id", "punctuation:no_comma")
+        page.click("#ask")
+        expect(page.locator("#status")).to_have_text("done", timeout=30_000)
+        assert page.locator("#checks tbody tr.verdict").count() == 1
+        assert page.text_content("#checks tbody tr.verdict td:nth-child(2)") in ("followed", "not followed")
+        assert not errors, errors
+        page.close()
+
+
+def test_page_shows_server_text_as_text(browser, expect, index):
+    """An answer containing markup is displayed literally and never executed."""
+    with _server(index, fixed_answer=XSS) as url:
+        page = browser.new_page()
+        page.goto(url + "/", wait_until="domcontentloaded")
+        page.fill("#question", XSS)
+        page.click("#ask")
+        expect(page.locator("#status")).to_have_text("done", timeout=30_000)
+        assert page.text_content("#answer") == XSS
+        assert page.locator("#answer img, #answer script").count() == 0
+        assert page.evaluate("window.__xss") is None
+        page.close()
+
+
+def test_page_shows_validation_errors(browser, index):
+    with _server(index) as url:
+        page = browser.new_page()
+        page.goto(url + "/", wait_until="domcontentloaded")
+        page.fill("#question", "why? " * 300)  # over the server's 1000-character limit
+        page.click("#ask")
+        page.wait_for_selector("#error:not([hidden])", timeout=20_000)
+        assert page.text_content("#error").startswith("question_too_long")
+        assert page.is_hidden("#answer-section")
+        page.close()
