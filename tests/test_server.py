@@ -673,12 +673,15 @@ def test_real_uvicorn_server_streams_and_answers(small_index):
 
     from server.testing import ServerThread
 
-    with ServerThread(make_app(small_index)) as url, httpx.Client(base_url=url, trust_env=False, timeout=30) as http:
+    # a small body limit, so the oversized body below still fits in the socket buffers: a server that
+    # answers 413 before reading a large upload may reset the connection while the client writes
+    with ServerThread(make_app(small_index, limits={"max_body_bytes": 2048})) as url, \
+            httpx.Client(base_url=url, trust_env=False, timeout=30) as http:
         assert http.get("/readyz").status_code == 200
         with http.stream("POST", "/v1/ask", json={"question": DEMO_QUESTION}, headers={"Accept": "text/event-stream"}) as r:
             text = "".join(r.iter_text())
         assert [n for n, _ in parse_sse(text)] == ["rules", "documents", "answer", "done"]
-        big = http.post("/v1/ask", content=b"{" + b" " * 300_000 + b"}", headers={"Content-Type": "application/json"})
+        big = http.post("/v1/ask", content=b"{" + b" " * 4_000 + b"}", headers={"Content-Type": "application/json"})
         assert_error(big, 413, "body_too_large")
         assert http.get("/healthz").status_code == 200
 
