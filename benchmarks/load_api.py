@@ -249,6 +249,37 @@ def stage_profile(index: Path, rules: Path | None, questions: QuestionStream, n:
     return out
 
 
+class CpuMeter:
+    """CPU seconds used by the server, by this client process and by everything else on the
+    machine (system busy time minus the two), to show whether other jobs shared the cores."""
+
+    def __init__(self, server: psutil.Process) -> None:
+        self.server = server
+        self.me = psutil.Process()
+
+    def _server_cpu(self) -> float:
+        total = 0.0
+        for p in [self.server, *self.server.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def sample(self) -> tuple[float, float, float]:
+        sys_t = psutil.cpu_times()
+        busy = sum(sys_t) - sys_t.idle - getattr(sys_t, "iowait", 0.0)
+        me = self.me.cpu_times()
+        return busy, self._server_cpu(), me.user + me.system
+
+    @staticmethod
+    def delta(a: tuple[float, float, float], b: tuple[float, float, float], seconds: float) -> dict:
+        busy, server, client = (y - x for x, y in zip(a, b))
+        return {"server_cores": round(server / seconds, 2), "client_cores": round(client / seconds, 2),
+                "other_cores": round(max(0.0, busy - server - client) / seconds, 2)}
+
+
 def bench_processes() -> list[str]:
     found = []
     for p in psutil.process_iter(["pid", "cmdline"]):
@@ -309,14 +340,14 @@ def write_markdown(report: dict, path: Path) -> None:
         "retrieval, prompt building and the API, not a language model. Clients: asyncio + httpx in a second "
         "process on the same cores, each sending its next request when the previous one is answered.",
         "",
-        "| endpoint | mode | clients | requests | req/s | p50 ms | p95 ms | p99 ms | max ms | errors | server RSS before → after (MiB) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| endpoint | mode | clients | requests | req/s | p50 ms | p95 ms | p99 ms | max ms | errors | server RSS before → after (MiB) | CPU cores: server / client / other jobs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in report["levels"]:
         lines.append(
             f"| `{row['endpoint']}` | {row['mode']} | {row['concurrency']} | {row['requests']:,} | {row['rps']:.1f} | {row['p50_ms']} | {row['p95_ms']} | "
             f"{row['p99_ms']} | {row['max_ms']} | {row['errors']}{' ' + json.dumps(row['error_kinds']) if row['errors'] else ''} | "
-            f"{row['rss_before_mib']:.0f} → {row['rss_after_mib']:.0f} |"
+            f"{row['rss_before_mib']:.0f} → {row['rss_after_mib']:.0f} | {row['server_cores']} / {row['client_cores']} / {row['other_cores']} |"
         )
     mem = report["memory"]
     lines += [
@@ -341,6 +372,10 @@ def write_markdown(report: dict, path: Path) -> None:
             f"encoding the queries {st['encode_queries_ms']} ms, FAISS {st['faiss_search_ms']} ms, BM25 {st['bm25_search_ms']} ms; "
             f"whole `retrieve` {st['retrieve_total_ms']} ms (standard mode: {st['retrieve_standard_ms']} ms).",
         ]
+    busy = [r for r in report["levels"] if r.get("other_cores", 0) > 0.15]
+    if busy:
+        lines += ["", f"Other jobs used more than 0.15 cores during {len(busy)} of {len(report['levels'])} levels "
+                      "(last column): those rows are pessimistic."]
     if env.get("other_jobs"):
         lines += ["", f"Other jobs running during the measurement: {len(env['other_jobs'])} (`rulerag bench`); numbers are pessimistic."]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -371,14 +406,18 @@ async def main_async(args: argparse.Namespace) -> dict:
                                           args.max_requests, questions, args.k, mode, args.timeout))
         rss_warm = server_rss(server.ps)
         levels = []
+        meter = CpuMeter(server.ps)
         for mode, endpoint, c in itertools.product(args.modes, args.endpoints, args.concurrency):
             before = server_rss(server.ps)
+            cpu0 = meter.sample()
             row = await run_level(server.url, endpoint, c, args.seconds, args.max_requests, questions, args.k, mode, args.timeout)
+            row.update(CpuMeter.delta(cpu0, meter.sample(), row["seconds"]))
             row["rss_before_mib"] = before / 2**20
             row["rss_after_mib"] = server_rss(server.ps) / 2**20
             levels.append(row)
             print(f"{row['endpoint']:14s} {mode:8s} c={c:<3d} {row['requests']:6d} req {row['rps']:8.1f} req/s  p50 {row['p50_ms']} ms  "
-                  f"p95 {row['p95_ms']} ms  p99 {row['p99_ms']} ms  errors {row['errors']}  RSS {row['rss_after_mib']:.0f} MiB", flush=True)
+                  f"p95 {row['p95_ms']} ms  p99 {row['p99_ms']} ms  errors {row['errors']}  RSS {row['rss_after_mib']:.0f} MiB  "
+                  f"cores server {row['server_cores']} client {row['client_cores']} other {row['other_cores']}", flush=True)
         rss_end = server_rss(server.ps)
     finally:
         server.stop()
