@@ -134,7 +134,7 @@ class Runner:
         self.searcher = Searcher(self.index.bm25, self.index.dense, self.encoder, self.settings.retrieval)
         self.id_to_pos = {d.id: i for i, d in enumerate(self.index.docs)}
         self._matcher: EntityMatcher | None = None
-        self.fact_index = FactIndex(self.index.docs)
+        self._fact_index: FactIndex | None = None
         self._generator = None
         (cfg.out / "cache").mkdir(parents=True, exist_ok=True)
 
@@ -162,6 +162,13 @@ class Runner:
         return self._matcher
 
     @property
+    def fact_index(self) -> FactIndex:
+        """Corpus facts by (entity, relation), built on first use and shared with the retriever."""
+        if self._fact_index is None:
+            self._fact_index = FactIndex(self.index.docs)
+        return self._fact_index
+
+    @property
     def generator(self):
         if self._generator is None:
             self._generator = make_backend(self.settings.generation)
@@ -183,7 +190,8 @@ class Runner:
         todo = [q for q in self.questions if q["id"] not in done]
         settings = self.settings.retrieval.model_copy(update={"retriever": RetrieverKind(retriever), "mode": Mode(mode)})
         self.searcher.settings = settings  # fusion options of this run; the query-embedding cache is kept
-        guided = RuleGuidedRetriever(self.searcher, self.index.docs, self.rules, settings, self.settings.rules)
+        guided = RuleGuidedRetriever(self.searcher, self.index.docs, self.rules, settings, self.settings.rules,
+                                     facts=self.fact_index if settings.rule_evidence else None)
         bar = tqdm(total=len(self.questions), initial=len(self.questions) - len(todo), desc=f"retrieve {retriever}/{mode}",
                    unit="q", disable=not cfg.progress)
         for start in range(0, len(todo), cfg.batch_size):

@@ -86,6 +86,7 @@ class RuleGuidedRetriever:
         rules: RuleStore | None = None,
         settings: RetrievalSettings | None = None,
         rule_settings: RuleSettings | None = None,
+        facts: FactIndex | None = None,
     ) -> None:
         self.searcher = searcher
         self.docs = docs
@@ -93,7 +94,7 @@ class RuleGuidedRetriever:
         self.settings = settings or searcher.settings
         self.rule_settings = rule_settings or RuleSettings()
         self._times: list[str | None] | None = None
-        self._facts: FactIndex | None = None
+        self._facts: FactIndex | None = facts  # built on first use when not given
         self._pos: dict[str, int] = {}
         self._keys: dict[Dedup, list] = {}
 
@@ -186,6 +187,7 @@ class RuleGuidedRetriever:
         """Documents stating the best candidates of the rule reasoner, best candidate first."""
         if self._facts is None:
             self._facts = FactIndex(self.docs)
+        if not self._pos:
             self._pos = {d.id: i for i, d in enumerate(self.docs)}
         facts = self._facts.facts_at(h.pos for h in merged[: self.settings.depth])
         candidates = RuleReasoner().reason(Query(subject, relation, when), self.rules.by_head(relation), facts, self._facts.lookup)
