@@ -29,8 +29,10 @@ from rulerag.metrics import recall_at_k  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
-#: name -> (mode, retrieval overrides); every row also varies by retriever
-VARIANTS: dict[str, tuple[str, dict]] = {
+#: name -> (mode, retrieval overrides[, reasoner overrides]); every row also varies by retriever
+HISTORY = {"history_weight": 1.0}
+EV10 = {"rule_evidence": 10, "evidence_merge": "first"}
+VARIANTS: dict[str, tuple] = {
     "standard": ("standard", {}),
     "rulerag (defaults: body query, round-robin, 3 rules)": ("rulerag", {}),
     "merge rrf": ("rulerag", {"merge": "rrf"}),
@@ -50,8 +52,12 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "rulerag, dedup pair, merge rrf": ("rulerag", {"dedup": "pair", "merge": "rrf"}),
     "rulerag, rule evidence 5": ("rulerag", {"rule_evidence": 5}),
     "rulerag, dedup pair, rule evidence 5": ("rulerag", {"dedup": "pair", "rule_evidence": 5}),
+    "rulerag, dedup pair, rule evidence 5 + history": ("rulerag", {"dedup": "pair", "rule_evidence": 5}, HISTORY),
+    "rulerag, dedup pair, rule evidence 10 first": ("rulerag", {"dedup": "pair", **EV10}),
+    "rulerag, dedup pair, rule evidence 10 first + history": ("rulerag", {"dedup": "pair", **EV10}, HISTORY),
+    "rulerag, rule evidence 10 first + history": ("rulerag", EV10, HISTORY),
 }
-HYBRID_ONLY: dict[str, tuple[str, dict]] = {
+HYBRID_ONLY: dict[str, tuple] = {
     "hybrid rrf_k 10": ("rulerag", {"rrf_k": 10}),
     "hybrid weights bm25 0.7 / dense 0.3": ("rulerag", {"bm25_weight": 0.7, "dense_weight": 0.3}),
     "hybrid weights bm25 0.3 / dense 0.7": ("rulerag", {"bm25_weight": 0.3, "dense_weight": 0.7}),
@@ -65,6 +71,7 @@ def main() -> None:
     ap.add_argument("--retrievers", default="bm25,hybrid")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--work", type=Path, default=Path("/tmp/rulerag-ablations"))
+    ap.add_argument("--only", default=None, help="run only the variants whose name contains this text (and their baselines)")
     args = ap.parse_args()
 
     name = args.bench.name
@@ -74,14 +81,20 @@ def main() -> None:
                               answerers=["none"], limit=args.limit, progress=False))
     for retriever in retrievers:
         variants = dict(VARIANTS, **(HYBRID_ONLY if retriever == "hybrid" else {}))
-        for label, (mode, overrides) in variants.items():
+        if args.only:
+            wanted = {label for label in variants if args.only in label}
+            wanted |= {"standard"} | {f"standard, dedup {v[1]['dedup']}" for label, v in variants.items() if label in wanted and "dedup" in v[1]}
+            variants = {label: v for label, v in variants.items() if label in wanted}
+        for label, (mode, overrides, *reasoner) in variants.items():
             t0 = time.perf_counter()
-            runner.settings = load_settings(overrides={"retrieval": overrides})  # one runner: index and caches shared
+            # one runner: index and caches shared
+            runner.settings = load_settings(overrides={"retrieval": overrides, "reasoner": reasoner[0] if reasoner else {}})
             got = runner.retrieve(retriever, mode)
             qs = runner.questions
             h = {k: [recall_at_k(runner.texts(got[q["id"]]["docs"]), q["golden_answers"], k) for q in qs] for k in (1, 5, 10, 50)}
             hits[(retriever, label)] = h[10]
             rows.append({"retriever": retriever, "variant": label, "mode": mode, "overrides": overrides,
+                         "reasoner": reasoner[0] if reasoner else {},
                          **{f"recall@{k}": float(np.mean(v)) for k, v in h.items()}, "seconds": round(time.perf_counter() - t0, 1)})
             print(f"{retriever:7s} {label:55s} R@10 {100 * rows[-1]['recall@10']:.1f}", flush=True)
     for row in rows:
@@ -92,7 +105,8 @@ def main() -> None:
         row["baseline"] = base
         row.update({f"vs_{k}": v for k, v in mcnemar(hits[(row["retriever"], base)], hits[(row["retriever"], row["variant"])]).items()})
 
-    out_json = HERE / "results" / f"ablations_{name}.json"
+    results = args.work if args.only else HERE / "results"  # a partial run never overwrites the committed table
+    out_json = results / f"ablations_{name}.json"
     out_json.write_text(json.dumps({"bench": str(args.bench), "questions": len(qs), "rows": rows}, indent=2) + "\n")
     lines = [
         f"# Retrieval ablations: {name} ({len(qs)} questions)",
@@ -110,7 +124,7 @@ def main() -> None:
         test = (f"{r['baseline']} | {r['vs_a_only']} | {r['vs_b_only']} | {r['vs_p_value']:.2g}" if "baseline" in r else " | | | ")
         lines.append(f"| {r['retriever']} | {r['variant']} | {100 * r['recall@1']:.1f} | {100 * r['recall@5']:.1f} | "
                      f"{100 * r['recall@10']:.1f} | {100 * r['recall@50']:.1f} | {test} |")
-    (HERE / "results" / f"ablations_{name}.md").write_text("\n".join(lines) + "\n")
+    (results / f"ablations_{name}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -72,6 +72,13 @@ class RuleQuery(str, Enum):
     rewrite = "rewrite"  #: the question with its relation replaced by the body's relations
 
 
+class EvidenceMerge(str, Enum):
+    """Where the rule reasoner's evidence documents go in the retrieved list."""
+
+    interleave = "interleave"  #: alternate with the merged retrieval list (round-robin)
+    first = "first"  #: ahead of the merged retrieval list, best candidate first
+
+
 class Dedup(str, Enum):
     """Near-duplicate collapse of retrieved KG facts (needs subject/relation/object metadata)."""
 
@@ -143,12 +150,31 @@ class RetrievalSettings(_Section):
         0, ge=0, le=50,
         description="structured queries: apply the rules to the retrieved facts and merge the evidence documents of this many best candidates (0 = off)",
     )
+    evidence_merge: EvidenceMerge = Field(EvidenceMerge.interleave, description="reasoner evidence interleaved with, or ahead of, the retrieved list")
 
 
 class RuleSettings(_Section):
     path: Path | None = Field(None, description="rule file (.jsonl or .txt)")
     min_score: float = Field(0.3, ge=0, le=1, description="matches below this score are dropped")
     mention_weight: float = Field(0.3, ge=0, le=1, description="weight of relation-name mention vs embedding similarity")
+
+
+class ReasonerSettings(_Section):
+    """The symbolic rule reasoner (:mod:`rulerag.rules.reason`): rule scores and the subject's history.
+
+    Example:
+        >>> ReasonerSettings(history_weight=0).history_weight
+        0.0
+    """
+
+    recency_decay: float = Field(0.01, ge=0, description="rule groundings decay by exp(-decay * age), age in days (years for yearly facts)")
+    max_second_hop: int = Field(5, ge=0, description="facts fetched per bound entity for a body atom missing from the retrieved documents (x10)")
+    history_weight: float = Field(
+        0.0, ge=0,
+        description="weight of the subject's history: past facts between the subject and a candidate, any relation (0 = rules only)",
+    )
+    history_decay: float = Field(0.01, ge=0, description="history facts decay by exp(-decay * age)")
+    history_same_relation: float = Field(5.0, ge=1, description="a history fact with the question's own relation counts this many times")
 
 
 class GenerationSettings(_Section):
@@ -174,6 +200,7 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     rules: RuleSettings = RuleSettings()
+    reasoner: ReasonerSettings = ReasonerSettings()
     generation: GenerationSettings = GenerationSettings()
 
     @classmethod

@@ -78,7 +78,8 @@ class RuleRAG:
         self.rules = rules
         self.encoder = encoder or index.encoder(self.settings)
         self.searcher = Searcher(index.bm25, index.dense, self.encoder, self.settings.retrieval)
-        self.retriever = RuleGuidedRetriever(self.searcher, index.docs, rules, self.settings.retrieval, self.settings.rules)
+        self.retriever = RuleGuidedRetriever(self.searcher, index.docs, rules, self.settings.retrieval, self.settings.rules,
+                                             reasoner=self.settings.reasoner)
         self._generator = generator
         self._lock = threading.Lock()
 

@@ -69,3 +69,35 @@ def test_rules_for_other_relations_and_the_subject_itself_are_ignored():
     rules = [rule("speaks(X,Y) <- born_in(X,Y)", 0.9), rule("knows(X,Y) <- knows(Y,X)", 1.0)]
     facts = [Fact("A", "born_in", "N"), Fact("A", "knows", "A")]
     assert RuleReasoner().reason(Query("A", "knows"), rules, facts) == []
+
+
+def test_history_adds_recent_and_recurrent_partners_without_rules():
+    history = [Fact("A", "consult", "B", "2014-01-01", "h1"), Fact("A", "praise", "C", "2014-01-08", "h2"),
+               Fact("D", "visit", "A", "2014-01-09", "h3"), Fact("A", "consult", "E", "2014-02-01", "h4"),  # after the query
+               Fact("X", "consult", "Y", "2014-01-09", "h5")]  # not about A
+    q = Query("A", "consult", "2014-01-10")
+    assert RuleReasoner().reason(q, [], [], history=history) == []  # history off by default
+    reasoner = RuleReasoner(history_weight=1.0, history_decay=0.1, history_same_relation=5.0)
+    cands = reasoner.reason(q, [], [], history=history)
+    w = {"B": 5 * math.exp(-0.9), "C": math.exp(-0.2), "D": math.exp(-0.1)}  # B repeats the query's relation
+    top = max(w.values())
+    assert [(c.answer, c.score) for c in cands] == [(a, pytest.approx(w[a] / top)) for a in sorted(w, key=lambda a: -w[a])]
+    assert {c.answer: c.evidence for c in cands} == {"B": ["h1"], "C": ["h2"], "D": ["h3"]}
+    assert all(c.rules == ["history"] for c in cands)
+
+
+def test_history_is_added_to_rule_scores():
+    r = rule("consult(X,Y) <- visit(X,Y)", 0.8)
+    facts = [Fact("A", "visit", "B", doc_id="d1")]
+    history = facts + [Fact("A", "praise", "C", doc_id="d2"), Fact("A", "praise", "C", doc_id="d3")]
+    cands = RuleReasoner(history_weight=0.5).reason(Query("A", "consult"), [r], facts, history=history)
+    # B: rule 0.8 + history 0.5 * 1/2; C: history only, 0.5 * 2/2
+    assert [(c.answer, c.score) for c in cands] == [("B", pytest.approx(1.05)), ("C", pytest.approx(0.5))]
+    assert cands[0].rules == [r.id, "history"]
+
+
+def test_reasoner_settings_flow_from_the_config():
+    from rulerag.config import load_settings
+
+    reasoner = RuleReasoner.from_settings(load_settings(overrides={"reasoner": {"history_weight": 2.0, "recency_decay": 0.5}}).reasoner)
+    assert (reasoner.history_weight, reasoner.recency_decay) == (2.0, 0.5)

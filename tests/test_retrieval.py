@@ -361,3 +361,29 @@ def test_query_embedding_cache_encodes_each_text_once():
     assert again[0] == first[1] and again[1] == first[0]
     s.search_many(["a1", "a2", "a3"], retriever="dense")  # evicts the oldest entries (size 3)
     assert len(s._cache) == 3
+
+
+def test_rule_evidence_puts_one_document_per_reasoner_candidate_first():
+    from rulerag.config import ReasonerSettings
+    from rulerag.rules import Rule, RuleStore, parse_rule
+
+    docs = _fact_docs() + [Document("6", "Time 2014-01-06 Alpha Visit Omega.",
+                                    {"subject": "Alpha", "relation": "Visit", "object": "Omega", "time": "2014-01-06"})]
+    texts = [d.contents for d in docs]
+    enc = HashEncoder()
+    searcher = Searcher(BM25Index.build(texts), DenseIndex.build(enc.encode(texts)), enc, RetrievalSettings(depth=10))
+    rules = RuleStore([Rule.from_dict({**parse_rule("Consult(X,Y) <- Visit(X,Y)").to_dict(), "confidence": 0.9})])
+
+    def ids(merge, history=0.0):
+        settings = RetrievalSettings(k=3, retriever="bm25", mode="rulerag", dedup="pair", rule_evidence=2, evidence_merge=merge)
+        retriever = RuleGuidedRetriever(searcher, docs, rules, settings, reasoner=ReasonerSettings(history_weight=history))
+        result = retriever.retrieve_many(["Alpha consult whom"], relations=["Consult"], times=["2014-02-01"], subjects=["Alpha"])[0]
+        return [(d.id, "reasoner" in d.found_by) for d in result.documents]
+
+    first = ids("first")
+    assert first[0] == ("6", True)  # the rule Visit -> Consult proposes Omega; its document leads
+    assert ids("interleave")[1] == ("6", True)  # second place: after the retrieved list's best
+    with_history = ids("first", history=1.0)
+    # history: Beta, consulted three times (recurrence), now leads with its latest Consult document;
+    # Omega (rule 0.9 + one Visit) comes second
+    assert with_history[:2] == [("2", True), ("6", True)]

@@ -177,6 +177,7 @@ class Runner:
     def _key(self, retriever: str, mode: str) -> str:
         r = self.settings.retrieval.model_copy(update={"retriever": RetrieverKind(retriever), "mode": Mode(mode)})
         blob = orjson.dumps({"retrieval": r.model_dump(mode="json"), "rules": self.settings.rules.model_dump(mode="json"),
+                             "reasoner": self.settings.reasoner.model_dump(mode="json"),
                              "index": str(self.index.manifest.corpus_sha256), "k": max(self.config.ks)}, option=orjson.OPT_SORT_KEYS)
         return f"{retriever}-{mode}-{hashlib.sha1(blob).hexdigest()[:10]}"
 
@@ -191,7 +192,7 @@ class Runner:
         settings = self.settings.retrieval.model_copy(update={"retriever": RetrieverKind(retriever), "mode": Mode(mode)})
         self.searcher.settings = settings  # fusion options of this run; the query-embedding cache is kept
         guided = RuleGuidedRetriever(self.searcher, self.index.docs, self.rules, settings, self.settings.rules,
-                                     facts=self.fact_index if settings.rule_evidence else None)
+                                     facts=self.fact_index if settings.rule_evidence else None, reasoner=self.settings.reasoner)
         bar = tqdm(total=len(self.questions), initial=len(self.questions) - len(todo), desc=f"retrieve {retriever}/{mode}",
                    unit="q", disable=not cfg.progress)
         for start in range(0, len(todo), cfg.batch_size):
@@ -218,7 +219,8 @@ class Runner:
 
     def reason(self, q: dict, doc_ids: Sequence[str], reasoner: RuleReasoner):
         rules = self.rules.by_head(q["relation"])
-        return reasoner.reason(Query(q["subject"], q["relation"], q.get("time")), rules, self._facts(doc_ids), self.fact_index.lookup)
+        history = self.fact_index.about(q["subject"]) if reasoner.history_weight > 0 else ()
+        return reasoner.reason(Query(q["subject"], q["relation"], q.get("time")), rules, self._facts(doc_ids), self.fact_index.lookup, history)
 
     def answer(self, retriever: str, mode: str, answerer: str, retrieved: dict[str, dict]) -> dict[str, dict]:
         """Cached answers of one answerer for every question."""
@@ -229,7 +231,7 @@ class Runner:
         tag = f"{llm_tag}-{gen.backend.value}-{gen.model}-p{PROMPT_VERSION}" if answerer.startswith("llm") else answerer
         path = cfg.out / "cache" / f"answers-{self._key(retriever, mode)}-{tag.replace('/', '_')}.jsonl"
         done = _read_cache(path)
-        reasoner = RuleReasoner()
+        reasoner = RuleReasoner.from_settings(self.settings.reasoner)
         by_id = {r.id: r for r in self.rules}
         for q in tqdm([q for q in self.questions if q["id"] not in done], desc=f"{answerer} {retriever}/{mode}", unit="q",
                       disable=not cfg.progress):

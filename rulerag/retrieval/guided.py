@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rulerag.config import Dedup, MergePolicy, Mode, RetrievalSettings, RuleQuery, RuleSettings
+from rulerag.config import Dedup, EvidenceMerge, MergePolicy, Mode, ReasonerSettings, RetrievalSettings, RuleQuery, RuleSettings
 from rulerag.corpus import Document
 from rulerag.retrieval.fusion import round_robin, rrf
 from rulerag.retrieval.hits import Hit, ScoredDocument
@@ -87,6 +87,7 @@ class RuleGuidedRetriever:
         settings: RetrievalSettings | None = None,
         rule_settings: RuleSettings | None = None,
         facts: FactIndex | None = None,
+        reasoner: ReasonerSettings | None = None,
     ) -> None:
         self.searcher = searcher
         self.docs = docs
@@ -95,6 +96,7 @@ class RuleGuidedRetriever:
         self.rule_settings = rule_settings or RuleSettings()
         self._times: list[str | None] | None = None
         self._facts: FactIndex | None = facts  # built on first use when not given
+        self.reasoner = RuleReasoner.from_settings(reasoner)
         self._pos: dict[str, int] = {}
         self._keys: dict[Dedup, list] = {}
 
@@ -145,8 +147,10 @@ class RuleGuidedRetriever:
         ``subjects``: structured queries' subjects; with ``settings.rule_evidence = n > 0`` (rulerag
         mode, documents with fact metadata) the rules of the question's relation are applied to the
         retrieved facts by :class:`~rulerag.rules.reason.RuleReasoner`, each body atom looked up with
-        its bound entity (iterative rule-guided retrieval), and the documents that state the ``n``
-        best candidate answers are interleaved with the merged list (``found_by``: ``reasoner``).
+        its bound entity (iterative rule-guided retrieval; with ``reasoner.history_weight > 0`` the
+        subject's own past facts are read too), and one document stating each of the ``n`` best
+        candidate answers goes into the list (``found_by``: ``reasoner``), interleaved with the
+        merged list or ahead of it (``settings.evidence_merge``).
         """
         s = self.settings
         k = k or s.k
@@ -174,7 +178,8 @@ class RuleGuidedRetriever:
                 evidence = self._evidence(merged, subject, relation, when)
                 if evidence:
                     own, labels = own + [evidence], labels + ["reasoner"]
-                    merged = round_robin([merged, evidence])
+                    first = s.evidence_merge == EvidenceMerge.first
+                    merged = round_robin([evidence + merged] if first else [merged, evidence])  # a document's first place wins
             merged = self._collapse(merged)[:k]
             docs = [
                 ScoredDocument.from_document(self.docs[h.pos], h.score, rank, self._found_by(h.pos, own, labels))
@@ -184,13 +189,14 @@ class RuleGuidedRetriever:
         return results
 
     def _evidence(self, merged: list[Hit], subject: str, relation: str, when: str | None) -> list[Hit]:
-        """Documents stating the best candidates of the rule reasoner, best candidate first."""
+        """One document stating each of the reasoner's best candidates, best candidate first."""
         if self._facts is None:
             self._facts = FactIndex(self.docs)
         if not self._pos:
             self._pos = {d.id: i for i, d in enumerate(self.docs)}
         facts = self._facts.facts_at(h.pos for h in merged[: self.settings.depth])
-        candidates = RuleReasoner().reason(Query(subject, relation, when), self.rules.by_head(relation), facts, self._facts.lookup)
+        history = self._facts.about(subject) if self.reasoner.history_weight > 0 else ()
+        candidates = self.reasoner.reason(Query(subject, relation, when), self.rules.by_head(relation), facts, self._facts.lookup, history)
         out: list[Hit] = []
         for cand in candidates[: self.settings.rule_evidence]:
             for doc_id in cand.evidence:
@@ -198,6 +204,7 @@ class RuleGuidedRetriever:
                 fact = self._facts.facts[pos] if pos is not None else None
                 if fact is not None and cand.answer in (fact.subject, fact.object):
                     out.append(Hit(pos, cand.score))
+                    break
         return out
 
     def _doc_times(self) -> list[str | None]:

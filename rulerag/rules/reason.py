@@ -15,6 +15,13 @@ is the query time minus the grounding's latest body time (in days for dated fact
 yearly ones; 0 for static facts). A candidate keeps its best grounding per rule, and its rules are
 combined by noisy-or, ``1 - prod(1 - s_rule)``. The query's subject is never a candidate.
 
+History (optional, ``history_weight > 0``): the subject's own past facts (``history``, any
+relation, either direction) also propose their other entity, weighted ``exp(-history_decay * age)``
+and ``history_same_relation`` times more when the fact has the query's relation and direction (the
+recurrence of past facts). Per query the history weights are scaled so the strongest is
+``history_weight`` and added to the rule score: entities the subject dealt with recently and often
+rank high even when no mined rule reaches them. Such candidates list ``"history"`` among their rules.
+
 Example:
     >>> from rulerag.rules import parse_rule
     >>> rule = parse_rule("citizen_of(X,Y) <- serves_in_army_of(X,Y)").__class__.from_dict(
@@ -32,6 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rulerag.config import ReasonerSettings
 from rulerag.kg.facts import date_to_day
 from rulerag.rules.model import Atom, Rule
 
@@ -90,9 +98,25 @@ SecondHop = Callable[[str, str], Iterable[Fact]]
 class RuleReasoner:
     """Applies rules to facts; ``recency_decay`` per day (dated facts) or per year (yearly facts)."""
 
-    def __init__(self, *, recency_decay: float = 0.01, max_second_hop: int = 5) -> None:
+    def __init__(
+        self,
+        *,
+        recency_decay: float = 0.01,
+        max_second_hop: int = 5,
+        history_weight: float = 0.0,
+        history_decay: float = 0.01,
+        history_same_relation: float = 5.0,
+    ) -> None:
         self.recency_decay = recency_decay
         self.max_second_hop = max_second_hop
+        self.history_weight = history_weight
+        self.history_decay = history_decay
+        self.history_same_relation = history_same_relation
+
+    @classmethod
+    def from_settings(cls, settings: ReasonerSettings | None = None) -> RuleReasoner:
+        """A reasoner configured by the ``reasoner`` settings section."""
+        return cls(**(settings or ReasonerSettings()).model_dump())
 
     def reason(
         self,
@@ -100,10 +124,15 @@ class RuleReasoner:
         rules: Sequence[Rule],
         facts: Iterable[Fact],
         second_hop: SecondHop | None = None,
+        history: Iterable[Fact] = (),
     ) -> list[Candidate]:
-        """Ranked candidates (best first) for ``query``."""
+        """Ranked candidates (best first) for ``query``; ``history``: facts about the subject."""
         t_query = time_value(query.time)
-        usable = [f for f in facts if t_query is None or f.time is None or time_value(f.time) < t_query]
+
+        def before(f: Fact) -> bool:
+            return t_query is None or f.time is None or time_value(f.time) < t_query
+
+        usable = [f for f in facts if before(f)]
         index: dict[tuple[str, str], list[tuple[str, Fact]]] = defaultdict(list)  # (entity, relation) -> (other end, fact)
         for f in usable:
             index[(f.subject, f.relation + ">")].append((f.object, f))
@@ -115,7 +144,7 @@ class RuleReasoner:
             if fetch and not index.get(key) and second_hop is not None and (entity, atom.relation) not in fetched:
                 fetched.add((entity, atom.relation))
                 for f in list(second_hop(entity, atom.relation))[: self.max_second_hop * 10]:
-                    if t_query is None or f.time is None or time_value(f.time) < t_query:
+                    if before(f):
                         index[(f.subject, f.relation + ">")].append((f.object, f))
                         index[(f.object, f.relation + "<")].append((f.subject, f))
             return index.get(key, [])
@@ -142,7 +171,37 @@ class RuleReasoner:
             cand.score = 1 - (1 - cand.score) * (1 - score)  # noisy-or across rules
             cand.rules.append(rule_id)
             cand.evidence.extend(e for e in evidence if e not in cand.evidence)
+        if self.history_weight > 0:
+            self._add_history(query, [f for f in history if before(f)], t_query, per_answer)
         return sorted(per_answer.values(), key=lambda c: (-c.score, c.answer))
+
+    def _add_history(self, query: Query, history: list[Fact], t_query: float | None, per_answer: dict[str, Candidate]) -> None:
+        weight: dict[str, float] = defaultdict(float)
+        latest: dict[str, tuple[float, str]] = {}  # other entity -> (weight of its best fact, doc id)
+        for f in history:
+            if f.subject == query.subject:
+                other, same = f.object, f.relation == query.relation
+            elif f.object == query.subject:
+                other, same = f.subject, False
+            else:
+                continue
+            if other == query.subject:
+                continue
+            t = time_value(f.time)
+            age = (t_query - t) if (t_query is not None and t is not None) else 0.0
+            w = math.exp(-self.history_decay * age) * (self.history_same_relation if same else 1.0)
+            weight[other] += w
+            if f.doc_id and w > latest.get(other, (-1.0, ""))[0]:
+                latest[other] = (w, f.doc_id)
+        if not weight:
+            return
+        top = max(weight.values())
+        for other, w in weight.items():
+            cand = per_answer.setdefault(other, Candidate(other, 0.0))
+            cand.score += self.history_weight * w / top
+            cand.rules.append("history")
+            if other in latest and latest[other][1] not in cand.evidence:
+                cand.evidence.append(latest[other][1])
 
     @staticmethod
     def _groundings(rule: Rule, subject: str, step) -> Iterable[tuple[str, list[Fact]]]:
@@ -174,6 +233,7 @@ class FactIndex:
     def __init__(self, documents: Sequence[Any]) -> None:
         self.facts: list[Fact | None] = [Fact.from_metadata(d.id, d.metadata) for d in documents]
         self._by_key: dict[tuple[str, str], list[int]] | None = None
+        self._by_entity: dict[str, list[int]] | None = None
 
     def _index(self) -> dict[tuple[str, str], list[int]]:
         if self._by_key is None:
@@ -185,6 +245,18 @@ class FactIndex:
                         by_key[(f.object, f.relation)].append(i)
             self._by_key = dict(by_key)
         return self._by_key
+
+    def about(self, entity: str) -> list[Fact]:
+        """Every fact with ``entity`` as subject or object (its history, for the reasoner)."""
+        if self._by_entity is None:
+            by_entity: dict[str, list[int]] = defaultdict(list)
+            for i, f in enumerate(self.facts):
+                if f is not None:
+                    by_entity[f.subject].append(i)
+                    if f.object != f.subject:
+                        by_entity[f.object].append(i)
+            self._by_entity = dict(by_entity)
+        return [self.facts[i] for i in self._by_entity.get(entity, [])]
 
     def lookup(self, entity: str, relation: str) -> list[Fact]:
         """Facts with ``relation`` that have ``entity`` as subject or object."""
