@@ -29,6 +29,10 @@ from rulerag.metrics import recall_at_k  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
+#: every variant starts from the paper-style setting (no de-duplication, no reasoner evidence, rules only),
+#: whatever the toolkit's defaults are, so the table stays comparable across versions
+BASE_RETRIEVAL = {"dedup": "none", "rule_evidence": 0, "evidence_merge": "interleave"}
+BASE_REASONER = {"history_weight": 0.0}
 #: name -> (mode, retrieval overrides[, reasoner overrides]); every row also varies by retriever
 HISTORY = {"history_weight": 1.0}
 EV10 = {"rule_evidence": 10, "evidence_merge": "first"}
@@ -88,7 +92,8 @@ def main() -> None:
         for label, (mode, overrides, *reasoner) in variants.items():
             t0 = time.perf_counter()
             # one runner: index and caches shared
-            runner.settings = load_settings(overrides={"retrieval": overrides, "reasoner": reasoner[0] if reasoner else {}})
+            runner.settings = load_settings(overrides={"retrieval": {**BASE_RETRIEVAL, **overrides},
+                                                       "reasoner": {**BASE_REASONER, **(reasoner[0] if reasoner else {})}})
             got = runner.retrieve(retriever, mode)
             qs = runner.questions
             h = {k: [recall_at_k(runner.texts(got[q["id"]]["docs"]), q["golden_answers"], k) for q in qs] for k in (1, 5, 10, 50)}

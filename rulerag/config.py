@@ -144,13 +144,13 @@ class RetrievalSettings(_Section):
     merge: MergePolicy = MergePolicy.round_robin
     max_rules: int = Field(3, ge=0, description="rules used per question in rulerag mode")
     rule_query: RuleQuery = Field(RuleQuery.body, description="query per rule: question + body relations, + full rule text, or rewritten")
-    dedup: Dedup = Field(Dedup.none, description="collapse near-duplicate facts: none, fact or pair")
+    dedup: Dedup = Field(Dedup.pair, description="collapse near-duplicate facts: none, fact or pair (documents without fact metadata are never collapsed)")
     time_filter: bool = Field(True, description="drop documents dated on or after a question's time (when both are known)")
     rule_evidence: int = Field(
-        0, ge=0, le=50,
+        10, ge=0, le=50,
         description="structured queries: apply the rules to the retrieved facts and merge the evidence documents of this many best candidates (0 = off)",
     )
-    evidence_merge: EvidenceMerge = Field(EvidenceMerge.interleave, description="reasoner evidence interleaved with, or ahead of, the retrieved list")
+    evidence_merge: EvidenceMerge = Field(EvidenceMerge.first, description="reasoner evidence interleaved with, or ahead of, the retrieved list")
 
 
 class RuleSettings(_Section):
@@ -170,7 +170,7 @@ class ReasonerSettings(_Section):
     recency_decay: float = Field(0.01, ge=0, description="rule groundings decay by exp(-decay * age), age in days (years for yearly facts)")
     max_second_hop: int = Field(5, ge=0, description="facts fetched per bound entity for a body atom missing from the retrieved documents (x10)")
     history_weight: float = Field(
-        0.0, ge=0,
+        1.0, ge=0,
         description="weight of the subject's history: past facts between the subject and a candidate, any relation (0 = rules only)",
     )
     history_decay: float = Field(0.01, ge=0, description="history facts decay by exp(-decay * age)")
