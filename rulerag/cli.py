@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -39,6 +40,8 @@ app.add_typer(index_app, name="index")
 app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
 app.add_typer(rules_app, name="rules")
+finetune_app = typer.Typer(help="RuleRAG-FT: fine-tune the retriever or the generator on a RuleQA benchmark.", no_args_is_help=True)
+app.add_typer(finetune_app, name="finetune")
 
 out = Console()
 err = Console(stderr=True)
@@ -82,26 +85,47 @@ def _print_json(obj: Any) -> None:
 # ---------------------------------------------------------------------------- index
 
 
+class BuildEngine(str, Enum):
+    """Where `rulerag index build` runs."""
+
+    local = "local"  #: this process
+    ray = "ray"  #: Ray Data: parallel read, actor-pool embedding, global BM25 statistics (rulerag.retrieval.ray_build)
+
+
 @index_app.command("build")
 def index_build(
     corpus: Annotated[Path, typer.Option("--corpus", help="JSONL corpus: one {\"id\", \"contents\"} object per line.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Index directory to create, e.g. indexes/NAME.")],
     embedding_model: Annotated[Optional[str], typer.Option("--embedding-model", help="sentence-transformers model dir (default: packaged all-MiniLM-L6-v2).")] = None,
-    faiss_type: Annotated[Optional[FaissIndexType], typer.Option("--faiss-type", help="flat (exact), ivf or hnsw.")] = None,
+    faiss_type: Annotated[Optional[FaissIndexType], typer.Option("--faiss-type", help="flat (exact), ivf, hnsw or ivfpq (see the README on index types).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Embedding batch size.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index directory (atomically).")] = False,
     no_dense: Annotated[bool, typer.Option("--no-dense", help="BM25 only: skip embedding (fast; dense and hybrid retrieval unavailable).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    engine: Annotated[BuildEngine, typer.Option("--engine", help="local: this process; ray: Ray Data tasks and actors (pip install -e '.[ray]'), same index.")] = BuildEngine.local,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="--engine ray: join this cluster (from `ray start --head`), e.g. 10.0.0.1:6379; default: a local Ray.")] = None,
+    num_cpus: Annotated[Optional[int], typer.Option("--num-cpus", min=1, help="--engine ray, local Ray: CPUs to use (default: all of this machine's).")] = None,
+    ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", min=1, help="--engine ray: embedding actors, each loads the model once (default: one per CPU).")] = None,
 ) -> None:
     """Build BM25 + FAISS indexes for a corpus (written to a temp dir, then renamed)."""
-    from rulerag.retrieval.index import build_index
-
     settings = _settings(
         embedding=_drop_none(model=embedding_model, batch_size=batch_size),
         index=_drop_none(faiss_type=faiss_type),
     )
     t0 = time.perf_counter()
-    manifest = build_index(corpus, out_dir, settings, overwrite=overwrite, progress=not quiet, dense=not no_dense)
+    if engine == BuildEngine.ray:
+        from rulerag.retrieval.ray_build import build_index_ray
+
+        manifest = build_index_ray(corpus, out_dir, settings, overwrite=overwrite, progress=not quiet, dense=not no_dense,
+                                   address=ray_address, num_cpus=num_cpus, workers=ray_workers)
+    else:
+        from rulerag.errors import ConfigError
+        from rulerag.retrieval.index import build_index
+
+        given = [flag for flag, value in (("--ray-address", ray_address), ("--num-cpus", num_cpus), ("--ray-workers", ray_workers)) if value]
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply to the Ray build. Fix: add --engine ray, or drop them")
+        manifest = build_index(corpus, out_dir, settings, overwrite=overwrite, progress=not quiet, dense=not no_dense)
     dt = time.perf_counter() - t0
     err.print(
         f"built {out_dir}: {manifest.num_docs} documents in {dt:.1f}s ({manifest.num_docs / dt:.0f} docs/s); "
@@ -269,6 +293,112 @@ def bench_followrag(
     settings = _settings(generation=_drop_none(backend=backend, model=model))
     run_followrag(data, out_dir, settings=settings, limit=limit, refine_rounds=refine_rounds, max_new_tokens=max_new_tokens, progress=not quiet)
     out.print((out_dir / "results.md").read_text())
+
+
+# ---------------------------------------------------------------------------- finetune
+
+BenchOpt = Annotated[Path, typer.Option("--bench", help="Benchmark directory from `rulerag bench build` (its finetune_*.jsonl and corpus.jsonl).")]
+FtOutOpt = Annotated[Path, typer.Option("--out", help="Model directory to create, e.g. models/NAME (written to a temp dir, then renamed).")]
+FtSeedOpt = Annotated[int, typer.Option("--seed", help="Seed of sampling, the held-out split, batches and initialisation.")]
+FtLimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="Train on a seeded sample of about N examples (whole questions).")]
+FtOverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out directory (atomically).")]
+FtThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads while training (1 is often fastest on a busy machine).")]
+
+
+@finetune_app.command("retriever")
+def finetune_retriever(
+    bench: BenchOpt,
+    out_dir: FtOutOpt,
+    base: Annotated[str, typer.Option("--base", help="Encoder to start from: the packaged all-MiniLM-L6-v2 or a sentence-transformers directory.")] = "all-MiniLM-L6-v2",
+    no_rules: Annotated[bool, typer.Option("--no-rules", help="Input = the question only (the paper's SSFT ablation), not question + rule.")] = False,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the training pairs (early stopping may end sooner).")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=2, help="Pairs per batch; every other row's documents are in-batch negatives.")] = 32,
+    hard_negatives: Annotated[int, typer.Option("--hard-negatives", min=0, help="BM25 hard negatives per pair (never containing the answer).")] = 1,
+    limit: FtLimitOpt = None,
+    seed: FtSeedOpt = 0,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate (linear warm-up and decay).")] = 2e-5,
+    max_seq_length: Annotated[int, typer.Option("--max-seq-length", min=8, help="Token limit of inputs while training.")] = 128,
+    eval_share: Annotated[float, typer.Option("--eval-share", min=0.0, max=0.9, help="Share of questions held out for the per-epoch evaluation.")] = 0.1,
+    eval_pool: Annotated[int, typer.Option("--eval-pool", min=10, help="Candidate documents of the held-out Recall@k.")] = 2000,
+    patience: Annotated[int, typer.Option("--patience", min=0, help="Stop after N epochs without held-out improvement (0: never early).")] = 1,
+    threads: FtThreadsOpt = None,
+    overwrite: FtOverwriteOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Fine-tune the dense retriever on question + rule -> supporting document (RuleRAG-FT)."""
+    from rulerag.finetune.retriever import RetrieverConfig, train_retriever
+
+    cfg = RetrieverConfig(bench=bench, out=out_dir, base=base, with_rules=not no_rules, epochs=epochs, batch_size=batch_size,
+                          hard_negatives=hard_negatives, limit=limit, seed=seed, lr=lr, max_seq_length=max_seq_length,
+                          eval_share=eval_share, eval_pool=eval_pool, patience=patience, threads=threads, overwrite=overwrite,
+                          progress=not quiet)
+    result = train_retriever(cfg)
+    metric = cfg.metric
+    base_score, best_score = result.baseline.get(metric), result.best.get(metric)
+    scores = f"held-out {metric} {base_score:.3f} -> {best_score:.3f} (epoch {result.best_epoch})" if best_score is not None else "no held-out slice"
+    err.print(f"saved {out_dir} in {result.total_seconds:.0f}s (training {result.train_seconds:.0f}s); {scores}")
+    if result.best_epoch == 0 and best_score is not None:
+        err.print("warning: no epoch beat the base model on the held-out slice; the saved weights are the base model's", style="yellow")
+    err.print(f"next: rulerag index build --corpus {bench}/corpus.jsonl --embedding-model {out_dir} --out indexes/{out_dir.name}")
+
+
+@finetune_app.command("generator")
+def finetune_generator(
+    bench: BenchOpt,
+    out_dir: FtOutOpt,
+    base: Annotated[str, typer.Option("--base", help="Embedded generator name or a transformers model directory.")] = "qwen2.5-coder-0.5b-instruct",
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the training examples.")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Examples per forward pass.")] = 2,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", min=1, help="Forward passes per optimiser step.")] = 4,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate of the LoRA weights.")] = 2e-4,
+    lora_r: Annotated[int, typer.Option("--lora-r", min=1, help="LoRA rank.")] = 8,
+    lora_alpha: Annotated[int, typer.Option("--lora-alpha", min=1, help="LoRA scaling numerator (alpha / r).")] = 16,
+    max_length: Annotated[int, typer.Option("--max-length", min=16, help="Token limit per example (prompts are cut from the left).")] = 1024,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Stop after N optimiser steps in all (a smoke run).")] = None,
+    limit: FtLimitOpt = None,
+    eval_share: Annotated[float, typer.Option("--eval-share", min=0.0, max=0.9, help="Share of examples held out.")] = 0.1,
+    patience: Annotated[int, typer.Option("--patience", min=0, help="Stop after N epochs without a lower held-out loss (0: never early).")] = 1,
+    seed: FtSeedOpt = 0,
+    threads: FtThreadsOpt = None,
+    overwrite: FtOverwriteOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """LoRA-fine-tune the generator on rule-guided prompts (loss on the answer tokens only); saves the adapter."""
+    from rulerag.finetune.generator import GeneratorConfig, train_generator
+
+    cfg = GeneratorConfig(bench=bench, out=out_dir, base=base, epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+                          lora_r=lora_r, lora_alpha=lora_alpha, max_length=max_length, max_steps=max_steps, limit=limit,
+                          eval_share=eval_share, patience=patience, seed=seed, threads=threads, overwrite=overwrite, progress=not quiet)
+    result = train_generator(cfg)
+    before, after = result.baseline.get("eval_loss"), result.best.get("eval_loss")
+    scores = f"held-out answer loss {before:.3f} -> {after:.3f} (epoch {result.best_epoch})" if after is not None else "no held-out slice"
+    err.print(f"saved adapter {out_dir} in {result.total_seconds:.0f}s (training {result.train_seconds:.0f}s); {scores}")
+    err.print(f"use: rulerag ask \"QUESTION\" --index INDEX --rules RULES --model {out_dir}")
+
+
+@finetune_app.command("check")
+def finetune_check(
+    path: Annotated[Path, typer.Argument(help="A directory written by `rulerag finetune retriever|generator`.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify a fine-tuned model directory (every file against its completion marker) and show what it is."""
+    from rulerag.finetune.checkpoint import fingerprint, verify_model_dir
+
+    info = verify_model_dir(path)
+    marker = info.marker or {}
+    training = marker.get("training", {})
+    summary = {"path": str(path), "kind": info.kind, "base_model": info.base_model, "fingerprint": fingerprint(path),
+               "created_at": marker.get("created_at"), "files": len(marker.get("files", {})), "best_epoch": training.get("best_epoch"),
+               "best": training.get("best"), "baseline": training.get("baseline"), "total_seconds": training.get("total_seconds")}
+    if as_json:
+        _print_json(summary)
+        return
+    table = Table(title=f"{path}: complete, every file matches its checksum" if marker else f"{path}: a model directory without a rulerag marker", show_header=False)
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
+        table.add_row(key, "-" if value is None else str(value))
+    out.print(table)
 
 
 # ---------------------------------------------------------------------------- serve

@@ -93,6 +93,7 @@ class FaissIndexType(str, Enum):
     flat = "flat"  #: exact inner product (default)
     ivf = "ivf"  #: inverted lists, approximate; for large corpora
     hnsw = "hnsw"  #: graph index, approximate; for large corpora
+    ivfpq = "ivfpq"  #: inverted lists of product-quantised codes: approximate, small on disk and in memory
 
 
 class GpuPolicy(str, Enum):
@@ -124,12 +125,39 @@ class EmbeddingSettings(_Section):
 
 
 class IndexSettings(_Section):
+    """The dense (FAISS) index: family, its parameters, GPU use and memory-mapped loading.
+
+    Example:
+        >>> s = IndexSettings(faiss_type="ivfpq", mmap=True)
+        >>> s.faiss_type.value, s.ivfpq_nbits, s.mmap
+        ('ivfpq', 8, True)
+    """
+
     faiss_type: FaissIndexType = FaissIndexType.flat
-    ivf_nlist: int = Field(0, ge=0, description="IVF lists; 0 = 4*sqrt(n)")
-    ivf_nprobe: int = Field(16, ge=1)
+    ivf_nlist: int = Field(0, ge=0, description="IVF lists (ivf, ivfpq); 0 = 4*sqrt(n)")
+    ivf_nprobe: int = Field(16, ge=1, description="IVF lists searched per query (ivf, ivfpq)")
+    ivf_train_size: int = Field(
+        0, ge=0,
+        description="vectors sampled (seeded) to train ivf/ivfpq; 0 = 64 per list, for ivfpq at least 40 * 2**nbits; "
+        "all when fewer",
+    )
+    ivfpq_m: int = Field(
+        0, ge=0, description="IVF-PQ sub-quantizers (code bytes per vector at 8 bits); must divide the dimension; 0 = dimension/8",
+    )
+    ivfpq_nbits: int = Field(8, ge=1, le=16, description="IVF-PQ bits per sub-quantizer code")
+    ivfpq_refine: int = Field(
+        0, ge=0, le=64,
+        description="IVF-PQ: re-rank refine * depth PQ candidates by exact inner product (0 = off); keeps the full vectors "
+        "in the index file too (with index.mmap they stay on disk)",
+    )
     hnsw_m: int = Field(32, ge=4)
     hnsw_ef_search: int = Field(128, ge=1)
     gpu: GpuPolicy = GpuPolicy.auto
+    mmap: bool = Field(
+        False,
+        description="memory-map the FAISS and BM25 files at load instead of reading them: fast start, pages read on demand; "
+        "the loaded index is read-only",
+    )
 
 
 class RetrievalSettings(_Section):

@@ -46,9 +46,10 @@ class ServerSettings(BaseSettings):
     retrieval_workers: int = Field(1, ge=1, le=64, description="threads running batched retrieval (the generator has its own single thread)")
     retrieval_batch: int = Field(32, ge=1, le=1024, description="most questions retrieved together in one batch")
     compute_threads: int | None = Field(
-        None, ge=1, le=256,
-        description="threads torch and FAISS use per operation (process-wide); None keeps their defaults (all cores). "
-                    "1 is much more robust when other jobs share the cores",
+        1, ge=0, le=256,
+        description="threads torch and FAISS use per operation (torch: process-wide; FAISS: in the threads that search). "
+                    "1 (default) keeps latency steady when other jobs share the cores: with 2 threads on 2 busy cores a "
+                    "rule-guided /v1/retrieve took 10x longer. 0 or None: the libraries' defaults (all cores), for a dedicated machine",
     )
     max_pending: int = Field(256, ge=1, description="requests queued for a worker before new ones get 503 server_busy")
     cors_origins: Annotated[list[str], NoDecode] = Field(

@@ -63,7 +63,8 @@ class LockedEncoder:
 
 
 def set_compute_threads(n: int) -> None:
-    """Threads per operation for torch and FAISS (both process-wide)."""
+    """Threads per operation for torch (process-wide) and FAISS in the calling thread. FAISS's
+    OpenMP setting is per thread: the threads that search get it from ``DenseIndex.search_threads``."""
     import faiss
     import torch
 
@@ -231,8 +232,9 @@ class Engine:
         try:
             from rulerag.retrieval.index import read_manifest
 
-            if self.limits.compute_threads is not None:
-                set_compute_threads(self.limits.compute_threads)
+            threads = self.limits.compute_threads or None  # 0 / None: the libraries' defaults
+            if threads is not None:
+                set_compute_threads(threads)
 
             encoder = self._encoder_arg
             if encoder is None:
@@ -242,7 +244,11 @@ class Engine:
             generator = self._generator_arg or default_generator(self.settings)
             rag = RuleRAG.from_index(self.index_path, self.rules_path, settings=self.settings, generator=generator,
                                      encoder=LockedEncoder(encoder))
-            rag.retrieve("warm up", k=1)  # loads the embedding model, BM25 and the rules' relation vectors
+            if threads is not None and rag.index.dense is not None:
+                rag.index.dense.search_threads = threads  # applied in the batcher threads, where FAISS searches
+            # loads the embedding model, BM25 and the rules' relation vectors, and makes the encoder's
+            # one-off choices (packed encoding of mixed-length batches) before the first request
+            rag.retrieve_many(["warm up", "Which country is Alice Marlow a citizen of?"], k=1)
             loader = getattr(generator, "load", None)
             if callable(loader):
                 loader()

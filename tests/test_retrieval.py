@@ -325,10 +325,12 @@ def test_time_filter_drops_documents_on_or_after_the_question_time():
     texts = [d.contents for d in docs]
     enc = HashEncoder()
     searcher = Searcher(BM25Index.build(texts), DenseIndex.build(enc.encode(texts)), enc, RetrievalSettings(depth=10))
-    retriever = RuleGuidedRetriever(searcher, docs, None, RetrievalSettings(k=10, retriever="bm25", mode="standard"))
+    # dedup off: only the time filter removes documents here
+    retriever = RuleGuidedRetriever(searcher, docs, None, RetrievalSettings(k=10, retriever="bm25", mode="standard", dedup="none"))
     kept = retriever.retrieve("Alpha consult whom", time="2014-01-05").documents
     assert {d.metadata["time"] for d in kept} == {"2014-01-01", "2014-01-02", "2014-01-03", "2014-01-04"}
-    off = RuleGuidedRetriever(searcher, docs, None, RetrievalSettings(k=10, retriever="bm25", mode="standard", time_filter=False))
+    off = RuleGuidedRetriever(searcher, docs, None,
+                              RetrievalSettings(k=10, retriever="bm25", mode="standard", dedup="none", time_filter=False))
     assert len(off.retrieve("Alpha consult whom", time="2014-01-05").documents) == 6
 
 

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -101,6 +102,23 @@ class FixedBackend(Generator):
 _STOP_TOKENS = ("<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "</s>")
 
 
+def render_prompt(tokenizer: Any, prompt: Prompt) -> tuple[str, bool]:
+    """(text fed to the model, whether a chat template made it) for ``prompt``.
+
+    The tokenizer's chat template when it has one (a template that rejects the system role gets the
+    system text folded into the user turn), else :meth:`Prompt.as_text`. Shared by generation and by
+    generator fine-tuning (:mod:`rulerag.finetune.generator`), so a fine-tuned model sees its
+    training format at answer time.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        try:
+            return tokenizer.apply_chat_template(prompt.as_messages(), add_generation_prompt=True, tokenize=False), True
+        except Exception:  # e.g. a template that rejects the system role: fold it into the user turn
+            user = [{"role": "user", "content": prompt.as_text()}]
+            return tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=False), True
+    return prompt.as_text(), False
+
+
 def _pick_device(device: str | None) -> str:
     if device:
         return device
@@ -119,14 +137,28 @@ class TransformersBackend(Generator):
     - a directory with a transformers model and tokenizer;
     - a ``.gguf`` file (loaded with ``gguf_file=`` from its parent directory; dequantised, slow).
 
+    - a LoRA adapter directory written by ``rulerag finetune generator``: its base model (recorded
+      in the adapter's completion marker) is loaded and the adapter applied.
+
+    ``adapter``: a LoRA adapter directory (peft) to apply to ``model``; it is checked (complete,
+    trained on a base of the same architecture) and merged into the weights at load.
+
     The tokenizer's chat template is used when it has one, else :meth:`Prompt.as_text`. Greedy when
     ``temperature == 0``. After each call :attr:`last_usage` holds ``prompt_tokens``,
     ``completion_tokens`` and ``seconds``; :attr:`load_seconds` the load time.
+
+    Example:
+        >>> TransformersBackend("smollm2-135m-instruct", adapter="models/gen-ft").name    # doctest: +SKIP
+        'transformers:smollm2-135m-instruct+models/gen-ft'
     """
 
-    def __init__(self, model: str, *, device: str | None = None) -> None:
+    def __init__(self, model: str, *, device: str | None = None, adapter: str | Path | None = None) -> None:
         self.model_ref = str(model)
-        self.name = f"transformers:{self.model_ref}"
+        self.adapter: Path | None = Path(adapter).expanduser() if adapter is not None else None
+        if self.adapter is None and _is_adapter_dir(Path(self.model_ref).expanduser()):
+            self.adapter = Path(self.model_ref).expanduser()  # an adapter given as the model: its base comes from its marker
+            self.model_ref = _adapter_base(self.adapter)
+        self.name = f"transformers:{self.model_ref}" + (f"+{self.adapter}" if self.adapter is not None else "")
         self.device = device
         self.load_seconds: float | None = None
         self.last_usage: dict[str, float] = {}
@@ -181,6 +213,8 @@ class TransformersBackend(Generator):
                 kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
                 tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
                 model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, **kwargs)
+                if self.adapter is not None:
+                    model = _apply_adapter(model, self.adapter)
             except GenerationError:
                 raise
             except Exception as exc:  # transformers raises OSError, ValueError, ...
@@ -208,14 +242,7 @@ class TransformersBackend(Generator):
     def render(self, prompt: Prompt) -> str:
         """The exact text fed to the model (chat template when the tokenizer has one)."""
         self.load()
-        tok = self._tokenizer
-        if getattr(tok, "chat_template", None):
-            try:
-                return tok.apply_chat_template(prompt.as_messages(), add_generation_prompt=True, tokenize=False)
-            except Exception:  # e.g. a template that rejects the system role: fold it into the user turn
-                user = [{"role": "user", "content": prompt.as_text()}]
-                return tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
-        return prompt.as_text()
+        return render_prompt(self._tokenizer, prompt)[0]
 
     def generate(self, prompt: Prompt, *, max_new_tokens: int, temperature: float = 0.0) -> str:
         import torch
@@ -253,6 +280,60 @@ class TransformersBackend(Generator):
             "seconds": time.perf_counter() - t0,
         }
         return tok.decode(new, skip_special_tokens=True).strip()
+
+
+def _is_adapter_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "adapter_config.json").is_file() and not (path / "config.json").is_file()
+
+
+def _adapter_base(adapter: Path) -> str:
+    """The base model of an adapter directory: the completion marker's, else adapter_config.json's."""
+    from rulerag.finetune.checkpoint import ADAPTER, CheckpointError, validate_model_dir
+
+    try:
+        info = validate_model_dir(adapter, expect=ADAPTER)
+    except CheckpointError as exc:
+        raise GenerationError(str(exc)) from exc
+    base = info.base_model
+    if not base:
+        try:
+            base = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+        except (OSError, ValueError):
+            base = None
+    if not base:
+        raise GenerationError(
+            f"adapter {adapter} does not name its base model. Fix: pass the base as the model and the adapter "
+            "separately (TransformersBackend(base, adapter=...))"
+        )
+    return str(base)
+
+
+def _apply_adapter(model: Any, adapter: Path) -> Any:
+    """``model`` with the LoRA ``adapter`` merged in; refuses a partial adapter or one trained on
+    another architecture, naming the problem and the fix."""
+    from rulerag.finetune.checkpoint import ADAPTER, CheckpointError, validate_model_dir
+
+    try:
+        info = validate_model_dir(adapter, expect=ADAPTER)
+    except CheckpointError as exc:
+        raise GenerationError(str(exc)) from exc
+    trained_on = (info.marker or {}).get("base_config") or {}
+    config = model.config
+    mismatched = {k: (v, getattr(config, k, None)) for k, v in trained_on.items() if v is not None and getattr(config, k, None) != v}
+    if mismatched:
+        detail = ", ".join(f"{k} {a} vs {b}" for k, (a, b) in mismatched.items())
+        raise GenerationError(
+            f"adapter {adapter} was trained on base model {info.base_model!r}, which differs from the loaded model ({detail}). "
+            "Fix: load the adapter with the base model it was trained on"
+        )
+    try:
+        from peft import PeftModel
+    except ImportError as exc:
+        raise GenerationError("loading a LoRA adapter needs peft. Fix: pip install 'rulerag[finetune]'") from exc
+    try:
+        return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    except Exception as exc:  # peft raises many types on a mismatched adapter
+        raise GenerationError(f"could not apply adapter {adapter}: {exc}. Fix: load it with the base model it was trained on") from exc
 
 
 # ---------------------------------------------------------------------------------------- openai

@@ -9,6 +9,10 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import bm25s
@@ -42,8 +46,8 @@ class BM25Index:
         tokens = [tokenize(q) or ["<empty>"] for q in queries]
         ids, scores = self.model.retrieve(tokens, k=k, show_progress=False, n_threads=0)
         out: list[list[Hit]] = []
-        for row_ids, row_scores in zip(np.asarray(ids), np.asarray(scores)):
-            out.append([Hit(int(i), float(s)) for i, s in zip(row_ids, row_scores) if s > 0])
+        for row_ids, row_scores in zip(np.asarray(ids).tolist(), np.asarray(scores).tolist()):
+            out.append([Hit(int(i), s) for i, s in zip(row_ids, row_scores) if s > 0])
         return out
 
     def save(self, directory: Path) -> None:
@@ -53,3 +57,155 @@ class BM25Index:
     def load(cls, directory: Path, num_docs: int, *, mmap: bool = False) -> BM25Index:
         model = bm25s.BM25.load(str(directory), mmap=mmap, show_progress=False, verbosity=0)
         return cls(model, num_docs)
+
+
+# ------------------------------------------------------------------ sharded build (global statistics)
+#
+# A BM25 index built in shards (``rulerag index build --engine ray``) must score exactly as one built
+# in one piece: every shard's scores use the corpus-wide document frequencies and average length.
+# The steps below do the same arithmetic as bm25s (``method="lucene"``, float32 scores), vectorised,
+# and name the vocabulary in sorted order, so the same corpus always gives byte-identical files.
+
+EMPTY_TOKEN = "<empty>"  #: stands in for a document with no indexable token (as in :meth:`BM25Index.build`)
+
+
+def document_tokens(text: str) -> list[str]:
+    """The BM25 terms of one document: :func:`rulerag.text.tokenize`, or ``[EMPTY_TOKEN]``.
+
+    Example:
+        >>> document_tokens("Alice was born in Tarvik."), document_tokens("the of")
+        (['alice', 'born', 'tarvik'], ['<empty>'])
+    """
+    return tokenize(text) or [EMPTY_TOKEN]
+
+
+@dataclass
+class BM25Stats:
+    """Corpus statistics BM25 needs: document count, total length and document frequencies.
+
+    Statistics of shards add up (:meth:`merge`) to those of the whole corpus.
+
+    Example:
+        >>> a = BM25Stats.from_tokens([["alice", "tarvik"], ["tarvik"]])
+        >>> b = BM25Stats.from_tokens([["norland"]])
+        >>> total = BM25Stats.merge([a, b])
+        >>> total.num_docs, total.doc_freqs["tarvik"], float(total.avg_length)
+        (3, 2, 1.3333333333333333)
+    """
+
+    num_docs: int
+    total_length: int
+    doc_freqs: dict[str, int]
+
+    @classmethod
+    def from_tokens(cls, token_lists: Sequence[Sequence[str]]) -> BM25Stats:
+        """Statistics of tokenised documents (see :func:`document_tokens`)."""
+        df: Counter[str] = Counter()
+        total = 0
+        for tokens in token_lists:
+            df.update(set(tokens))
+            total += len(tokens)
+        return cls(len(token_lists), total, dict(df))
+
+    @classmethod
+    def merge(cls, parts: Iterable[BM25Stats]) -> BM25Stats:
+        """The statistics of the concatenation of the parts' documents."""
+        df: Counter[str] = Counter()
+        n = total = 0
+        for part in parts:
+            df.update(part.doc_freqs)
+            n += part.num_docs
+            total += part.total_length
+        return cls(n, total, dict(df))
+
+    @property
+    def avg_length(self) -> np.float64:
+        """Mean document length in tokens (float64, as bm25s computes it)."""
+        return np.float64(self.total_length) / self.num_docs
+
+    def vocabulary(self) -> dict[str, int]:
+        """Term -> column, terms in sorted order (deterministic across processes and machines)."""
+        return {term: i for i, term in enumerate(sorted(self.doc_freqs))}
+
+    def idf(self, vocab: dict[str, int]) -> np.ndarray:
+        """Lucene idf ``log(1 + (N - df + 0.5) / (df + 0.5))`` per column, float32 (as bm25s)."""
+        n = self.num_docs
+        out = np.zeros(len(vocab), dtype=np.float32)
+        for term, col in vocab.items():
+            df = self.doc_freqs[term]
+            out[col] = math.log(1 + (n - df + 0.5) / (df + 0.5))
+        return out
+
+
+@dataclass
+class BM25Entries:
+    """The non-zero BM25 scores of a run of consecutive documents, sorted by (document, term)."""
+
+    scores: np.ndarray  # float32
+    docs: np.ndarray  # int64, corpus positions
+    terms: np.ndarray  # int64, vocabulary columns
+
+
+def score_entries(
+    token_lists: Sequence[Sequence[str]],
+    vocab: dict[str, int],
+    idf: np.ndarray,
+    avg_length: float,
+    *,
+    first_doc: int = 0,
+    k1: float = 1.5,
+    b: float = 0.75,
+) -> BM25Entries:
+    """BM25 scores (Lucene variant) of one shard's documents under the corpus-wide ``idf`` and
+    ``avg_length``; documents are numbered from ``first_doc``.
+
+    Example:
+        >>> toks = [["alice", "tarvik"], ["tarvik", "tarvik"]]
+        >>> stats = BM25Stats.from_tokens(toks); vocab = stats.vocabulary()
+        >>> e = score_entries(toks[1:], vocab, stats.idf(vocab), stats.avg_length, first_doc=1)
+        >>> e.docs.tolist(), e.terms.tolist()
+        ([1], [1])
+    """
+    lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
+    flat = np.fromiter((vocab[tok] for tokens in token_lists for tok in tokens), dtype=np.int64, count=int(lengths.sum()))
+    width = max(len(vocab), 1)
+    keys, counts = np.unique(np.repeat(np.arange(len(token_lists), dtype=np.int64), lengths) * width + flat, return_counts=True)
+    docs, terms = keys // width, keys % width
+    tf = counts.astype(np.float32)
+    # the same float operations, in the same order and precision, as bm25s' lucene scorer
+    tfc = tf / (k1 * ((1 - b) + b * lengths[docs] / np.float64(avg_length)) + tf)
+    scores = (idf[terms] * tfc).astype(np.float32)
+    return BM25Entries(scores, docs + first_doc, terms)
+
+
+def bm25_from_entries(parts: Sequence[BM25Entries], vocab: dict[str, int], num_docs: int, *, k1: float = 1.5, b: float = 0.75) -> BM25Index:
+    """Merge shards' entries (in corpus order) into one :class:`BM25Index`: the bm25s model and
+    files of an index built in one piece (CSC matrix: float32 data, int32 rows, int64 pointers).
+
+    Example:
+        >>> toks = [["alice", "tarvik"], ["tarvik"]]
+        >>> stats = BM25Stats.from_tokens(toks); vocab = stats.vocabulary(); idf = stats.idf(vocab)
+        >>> parts = [score_entries(toks[:1], vocab, idf, stats.avg_length),
+        ...          score_entries(toks[1:], vocab, idf, stats.avg_length, first_doc=1)]
+        >>> [h.pos for h in bm25_from_entries(parts, vocab, 2).search(["alice"], depth=2)[0]]
+        [0]
+    """
+    scores = np.concatenate([p.scores for p in parts]) if parts else np.zeros(0, np.float32)
+    docs = np.concatenate([p.docs for p in parts]) if parts else np.zeros(0, np.int64)
+    terms = np.concatenate([p.terms for p in parts]) if parts else np.zeros(0, np.int64)
+    order = np.argsort(terms, kind="stable")  # column-major; rows stay in corpus order within a column
+    indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(terms, minlength=len(vocab)), out=indptr[1:])
+    model = bm25s.BM25(k1=k1, b=b, method="lucene")
+    model.scores = {
+        "data": scores[order].astype(np.float32),
+        "indices": docs[order].astype(np.int32),
+        "indptr": indptr,
+        "num_docs": num_docs,
+    }
+    full_vocab = dict(vocab)
+    full_vocab.setdefault("", len(vocab))  # bm25s' empty-query token, last (create_empty_token)
+    model.vocab_dict = full_vocab
+    model.unique_token_ids_set = set(full_vocab.values())
+    model.nonoccurrence_array = None
+    return BM25Index(model, num_docs)

@@ -30,32 +30,29 @@ def _weights(n: int, weights: Sequence[float] | None) -> Sequence[float]:
     return weights
 
 
-def _ranked(scores: dict[int, float], first_seen: dict[int, int]) -> list[Hit]:
-    # ties broken by first appearance, so results are deterministic
-    return [Hit(p, s) for p, s in sorted(scores.items(), key=lambda kv: (-kv[1], first_seen[kv[0]]))]
+def _ranked(scores: dict[int, float]) -> list[Hit]:
+    # ties broken by first appearance (the dict's insertion order; the sort is stable), so results
+    # are deterministic
+    return [Hit(p, s) for p, s in sorted(scores.items(), key=lambda kv: -kv[1])]
 
 
 def rrf(lists: Sequence[Sequence[Hit]], *, rrf_k: int = 60, weights: Sequence[float] | None = None) -> list[Hit]:
     """Reciprocal rank fusion of ranked lists (ranks from 1)."""
     ws = _weights(len(lists), weights)
     scores: dict[int, float] = {}
-    first: dict[int, int] = {}
-    order = 0
+    get = scores.get
     for w, hits in zip(ws, lists):
         for rank, hit in enumerate(hits, start=1):
-            scores[hit.pos] = scores.get(hit.pos, 0.0) + w / (rrf_k + rank)
-            if hit.pos not in first:
-                first[hit.pos] = order
-                order += 1
-    return _ranked(scores, first)
+            pos = hit.pos
+            scores[pos] = get(pos, 0.0) + w / (rrf_k + rank)
+    return _ranked(scores)
 
 
 def weighted_sum(lists: Sequence[Sequence[Hit]], *, weights: Sequence[float] | None = None) -> list[Hit]:
     """Weighted sum of per-list min-max normalised scores."""
     ws = _weights(len(lists), weights)
     scores: dict[int, float] = {}
-    first: dict[int, int] = {}
-    order = 0
+    get = scores.get
     for w, hits in zip(ws, lists):
         if not hits:
             continue
@@ -64,23 +61,19 @@ def weighted_sum(lists: Sequence[Sequence[Hit]], *, weights: Sequence[float] | N
         span = hi - lo
         for hit in hits:
             norm = (hit.score - lo) / span if span > 0 else 1.0
-            scores[hit.pos] = scores.get(hit.pos, 0.0) + w * norm
-            if hit.pos not in first:
-                first[hit.pos] = order
-                order += 1
-    return _ranked(scores, first)
+            scores[hit.pos] = get(hit.pos, 0.0) + w * norm
+    return _ranked(scores)
 
 
 def round_robin(lists: Sequence[Sequence[Hit]]) -> list[Hit]:
     """Interleave lists (rank 1 of each list in order, then rank 2, ...); a document keeps its
     first appearance. Scores are rank-based, ``1 / merged position``, since the lists' own scores
     are not comparable."""
-    seen: set[int] = set()
-    out: list[Hit] = []
-    longest = max((len(h) for h in lists), default=0)
+    columns = [[h.pos for h in hits] for hits in lists]
+    order: dict[int, None] = {}  # insertion-ordered set
+    longest = max((len(c) for c in columns), default=0)
     for rank in range(longest):
-        for hits in lists:
-            if rank < len(hits) and hits[rank].pos not in seen:
-                seen.add(hits[rank].pos)
-                out.append(Hit(hits[rank].pos, 1.0 / (len(out) + 1)))
-    return out
+        for col in columns:
+            if rank < len(col):
+                order.setdefault(col[rank])
+    return [Hit(pos, 1.0 / i) for i, pos in enumerate(order, start=1)]

@@ -112,9 +112,14 @@ class RuleGuidedRetriever:
             if rel is not None:
                 out[i] = self.rules.match_relation(rel, top_n=n)
         if free:
+            texts = [questions[i] for i in free]
+            # the masked questions for rule matching, and the questions themselves (searched next),
+            # in one encoder call through the searcher's cache
+            vectors = self.searcher.encode(self.rules.embedding_texts(texts), also=texts)
             matched = self.rules.match_many(
-                [questions[i] for i in free],
+                texts,
                 encoder=self.searcher.encoder,
+                question_vectors=vectors,
                 top_n=n,
                 min_score=self.rule_settings.min_score,
                 mention_weight=self.rule_settings.mention_weight,

@@ -19,20 +19,23 @@ import importlib.metadata as md
 import json
 import platform
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 from tqdm.auto import tqdm
 
-from rulerag.config import GpuPolicy, IndexSettings, Settings
+from rulerag.config import DEFAULT_EMBEDDING_MODEL, GpuPolicy, IndexSettings, Settings
 from rulerag.corpus import Document, file_sha256, read_corpus
-from rulerag.embedding import Encoder
-from rulerag.errors import IndexLoadError
+from rulerag.embedding import Encoder, resolve_model_path
+from rulerag.errors import ConfigError, IndexLoadError
+from rulerag.finetune.checkpoint import describe_encoder
 from rulerag.io import atomic_dir
-from rulerag.retrieval.bm25 import BM25Index
+from rulerag.retrieval.bm25 import BM25Index, BM25Stats, bm25_from_entries, document_tokens, score_entries
 from rulerag.retrieval.dense import DenseIndex
 
 FORMAT_VERSION = 1
@@ -60,10 +63,17 @@ class Manifest(BaseModel):
     libraries: dict[str, str]
     python: str
     settings: dict[str, Any]
+    #: the embedding model as used: name, absolute path, fingerprint (SHA-256 over its files), whether
+    #: rulerag fine-tuned it and its base model (see rulerag.finetune.checkpoint.describe_encoder);
+    #: None for a BM25-only index and for indexes written before this field existed
+    encoder: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         keys = ("embedding_model", "embedding_dim", "faiss_type", "num_docs", "corpus_path", "corpus_sha256", "built_at", "build_seconds")
-        return {k: getattr(self, k) for k in keys}
+        out = {k: getattr(self, k) for k in keys}
+        if self.encoder and self.encoder.get("path"):
+            out["encoder"] = ", ".join(f"{k} {self.encoder[k]}" for k in ("path", "fingerprint", "finetuned", "base_model") if self.encoder.get(k) is not None)
+        return out
 
 
 def library_versions() -> dict[str, str]:
@@ -96,9 +106,152 @@ class Index:
 
     def encoder(self, settings: Settings | None = None) -> Encoder:
         """An encoder for queries, using the model the index was built with (the configured one
-        for a BM25-only index, used for rule matching only)."""
+        for a BM25-only index, used for rule matching only). A local model directory named by a
+        relative path is found through the absolute path the manifest recorded, so the index works
+        from any working directory."""
         emb = (settings or Settings()).embedding
-        return Encoder(self.manifest.embedding_model or emb.model, batch_size=emb.batch_size, device=emb.device)
+        return Encoder(query_model(self.manifest) or emb.model, batch_size=emb.batch_size, device=emb.device)
+
+
+def query_model(manifest: Manifest) -> str | None:
+    """The embedding model to query an index with: its ``embedding_model`` when that still names
+    the packaged model or an existing directory, else the absolute path recorded at build time;
+    ``None`` for a BM25-only index."""
+    name = manifest.embedding_model
+    if name is None:
+        return None
+    recorded = (manifest.encoder or {}).get("path")
+    if name == DEFAULT_EMBEDDING_MODEL or name.endswith(f"/{DEFAULT_EMBEDDING_MODEL}") or Path(name).expanduser().is_dir():
+        return name
+    if recorded and Path(recorded).is_dir():
+        return recorded
+    return name
+
+
+def _same_model(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.is_dir() and pb.is_dir() and pa.resolve() == pb.resolve()
+
+
+def check_encoder(path: Path, manifest: Manifest) -> None:
+    """Refuse an index whose embedding model changed since the build (fingerprint mismatch) or is
+    now corrupt. A model that is simply not there is left to fail at first use (BM25 retrieval
+    does not need it). Indexes without an encoder record (older ones, test stand-ins) pass."""
+    record = manifest.encoder or {}
+    if not record.get("fingerprint") or manifest.embedding_model is None:
+        return
+    from rulerag.finetune.checkpoint import fingerprint
+
+    model = query_model(manifest)
+    try:
+        resolved = resolve_model_path(model)
+    except ConfigError as exc:
+        if not Path(model).expanduser().is_dir():
+            return  # not there at all: the first query fails with resolve_model_path's message
+        raise IndexLoadError(
+            f"{path} was built with embedding model {model!r}, which can no longer be loaded: {exc}"
+        ) from exc
+    now = fingerprint(resolved)
+    if now != record["fingerprint"]:
+        raise IndexLoadError(
+            f"{path} was built with embedding model {manifest.embedding_model!r} (fingerprint {record['fingerprint'][:12]}), but "
+            f"{resolved} now has fingerprint {now[:12]}: the model changed, so its query vectors no longer match the index. "
+            f"Fix: restore the model the index was built with, or rebuild the index with "
+            f"`rulerag index build --overwrite --embedding-model {model}`"
+        )
+
+
+def check_output(out: str | Path, *, overwrite: bool = False) -> Path:
+    """Refuse an existing ``out`` unless ``overwrite`` (checked before any work is done)."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists. Fix: choose another --out or pass --overwrite")
+    return out
+
+
+def make_encoder(settings: Settings) -> Encoder:
+    """The (lazy) document encoder of ``settings.embedding``."""
+    emb = settings.embedding
+    return Encoder(emb.model, batch_size=emb.batch_size, device=emb.device)
+
+
+def build_bm25(texts: list[str]) -> BM25Index:
+    """The BM25 index of a whole corpus: one shard of the sharded build, so the local and the
+    distributed build (:mod:`rulerag.retrieval.ray_build`) write identical files."""
+    tokens = [document_tokens(t) for t in texts]
+    stats = BM25Stats.from_tokens(tokens)
+    vocab = stats.vocabulary()
+    return bm25_from_entries([score_entries(tokens, vocab, stats.idf(vocab), stats.avg_length)], vocab, len(tokens))
+
+
+def build_dense(vectors: np.ndarray, settings: Settings) -> DenseIndex:
+    """The FAISS index of unit ``vectors``, built on CPU (GPU copies are made at load)."""
+    no_gpu = settings.index.model_copy(update={"gpu": GpuPolicy.never})
+    return DenseIndex.build(vectors, no_gpu)
+
+
+def write_index(
+    out: str | Path,
+    *,
+    records: Iterable[bytes],
+    num_docs: int,
+    bm25: BM25Index,
+    dense_index: DenseIndex | None,
+    embedding_model: str | None,
+    settings: Settings,
+    corpus: Path,
+    corpus_sha256: str,
+    timings: dict[str, float],
+    started: float,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> Manifest:
+    """Write an index directory atomically (temporary sibling, then rename) and return its manifest.
+
+    ``records``: the ``docs.jsonl`` lines (JSON bytes without the newline), in index order.
+    ``started``: the ``time.perf_counter()`` at the start of the build (for ``build_seconds``);
+    ``timings`` gets ``writing`` added.
+
+    Example:
+        >>> m = write_index("indexes/x", records=[b'{"id":"1","contents":"a"}'], num_docs=1,   # doctest: +SKIP
+        ...                 bm25=build_bm25(["a"]), dense_index=None, embedding_model=None, settings=Settings(),
+        ...                 corpus=Path("c.jsonl"), corpus_sha256="...", timings={}, started=time.perf_counter())
+    """
+    out = Path(out)
+    t = time.perf_counter()
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        written = 0
+        with open(tmp / DOCS, "wb") as fh:
+            for line in tqdm(records, total=num_docs, desc="writing docs", unit="doc", disable=not progress, mininterval=1.0):
+                fh.write(line + b"\n")
+                written += 1
+        if written != num_docs:
+            raise RuntimeError(f"internal error: {written} document records for {num_docs} documents")
+        bm25.save(tmp / BM25_DIR)
+        if dense_index is not None:
+            dense_index.save(tmp / DENSE)
+        timings["writing"] = time.perf_counter() - t
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            embedding_model=embedding_model if dense_index else None,
+            embedding_dim=dense_index.dimension if dense_index else 0,
+            faiss_type=settings.index.faiss_type.value,
+            num_docs=num_docs,
+            corpus_path=str(corpus),
+            corpus_sha256=corpus_sha256,
+            built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            build_seconds=round(time.perf_counter() - started, 3),
+            timings={k: round(v, 3) for k, v in timings.items()},
+            files=_checksums(tmp),
+            libraries=library_versions(),
+            python=platform.python_version(),
+            settings=settings.to_dict(),
+            encoder=describe_encoder(embedding_model) if dense_index is not None and embedding_model else None,
+        )
+        (tmp / MANIFEST).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+    return manifest
 
 
 def build_index(
@@ -113,18 +266,24 @@ def build_index(
 ) -> Manifest:
     """Build BM25 + FAISS indexes for a JSONL corpus into ``out`` (atomically).
 
-    ``dense=False`` builds a BM25-only index (no embedding: fast on large corpora)."""
+    ``dense=False`` builds a BM25-only index (no embedding: fast on large corpora). The steps
+    (:func:`build_bm25`, :func:`build_dense`, :func:`write_index`) are shared with the distributed
+    build, :func:`rulerag.retrieval.ray_build.build_index_ray`.
+
+    Example:
+        >>> manifest = build_index("rulerag/demo/corpus.jsonl", "indexes/demo", overwrite=True)  # doctest: +SKIP
+        >>> manifest.num_docs                                                                      # doctest: +SKIP
+        350
+    """
     settings = settings or Settings()
-    corpus, out = Path(corpus), Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists. Fix: choose another --out or pass --overwrite")
+    corpus, out = Path(corpus), check_output(out, overwrite=overwrite)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     docs = read_corpus(corpus)
     checksum = file_sha256(corpus)
     timings["read"] = time.perf_counter() - t0
     texts = [d.contents for d in docs]
-    encoder = encoder or Encoder(settings.embedding.model, batch_size=settings.embedding.batch_size, device=settings.embedding.device)
+    encoder = encoder or make_encoder(settings)
 
     dense_index = None
     if dense:
@@ -135,41 +294,17 @@ def build_index(
         vectors = encoder.encode(texts, progress=progress)
         timings["embedding"] = time.perf_counter() - t
     t = time.perf_counter()
-    bm25 = BM25Index.build(texts, progress=False)
+    bm25 = build_bm25(texts)
     timings["bm25"] = time.perf_counter() - t
     if dense:
         t = time.perf_counter()
-        no_gpu = settings.index.model_copy(update={"gpu": GpuPolicy.never})  # build on CPU; GPU copies are made at load
-        dense_index = DenseIndex.build(vectors, no_gpu)
+        dense_index = build_dense(vectors, settings)
         timings["faiss"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        with open(tmp / DOCS, "wb") as fh:
-            for doc in tqdm(docs, desc="writing docs", unit="doc", disable=not progress, mininterval=1.0):
-                fh.write(orjson.dumps(doc.to_dict()) + b"\n")
-        bm25.save(tmp / BM25_DIR)
-        if dense_index is not None:
-            dense_index.save(tmp / DENSE)
-        timings["writing"] = time.perf_counter() - t
-        manifest = Manifest(
-            format_version=FORMAT_VERSION,
-            embedding_model=encoder.model_name if dense_index else None,
-            embedding_dim=dense_index.dimension if dense_index else 0,
-            faiss_type=settings.index.faiss_type.value,
-            num_docs=len(docs),
-            corpus_path=str(corpus),
-            corpus_sha256=checksum,
-            built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            build_seconds=round(time.perf_counter() - t0, 3),
-            timings={k: round(v, 3) for k, v in timings.items()},
-            files=_checksums(tmp),
-            libraries=library_versions(),
-            python=platform.python_version(),
-            settings=settings.to_dict(),
-        )
-        (tmp / MANIFEST).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
-    return manifest
+    return write_index(
+        out, records=(orjson.dumps(doc.to_dict()) for doc in docs), num_docs=len(docs), bm25=bm25, dense_index=dense_index,
+        embedding_model=encoder.model_name, settings=settings, corpus=corpus, corpus_sha256=checksum, timings=timings,
+        started=t0, overwrite=overwrite, progress=progress,
+    )
 
 
 def read_manifest(path: str | Path) -> Manifest:
@@ -200,11 +335,13 @@ def load_index(
     """Load an index directory, refusing a missing file, a corrupt file or a mismatched model.
 
     ``embedding_model``: when given, must equal the model the index was built with.
-    ``verify``: check every file's SHA-256 against the manifest (cheap next to loading).
+    ``verify``: check every file's SHA-256 against the manifest (cheap next to loading), and the
+    embedding model's fingerprint against the one recorded at build time (:func:`check_encoder`).
     """
     path = Path(path)
+    mmap = mmap or bool(index_settings is not None and index_settings.mmap)  # index.mmap: map FAISS and BM25 files
     manifest = read_manifest(path)
-    if embedding_model is not None and manifest.embedding_model is not None and embedding_model != manifest.embedding_model:
+    if embedding_model is not None and manifest.embedding_model is not None and not _same_model(embedding_model, manifest.embedding_model):
         raise IndexLoadError(
             f"{path} was built with embedding model {manifest.embedding_model!r} but {embedding_model!r} was asked for. "
             f"Fix: drop the embedding.model setting to use the index's model, or rebuild the index with --embedding-model {embedding_model}"
@@ -227,4 +364,6 @@ def load_index(
         raise IndexLoadError(f"{path}: manifest says {manifest.num_docs} documents, store has {len(docs)}, FAISS has {dense.size if dense else 0}. Fix: rebuild the index")
     if dense is not None and dense.dimension != manifest.embedding_dim:
         raise IndexLoadError(f"{path}: FAISS dimension {dense.dimension} differs from the manifest's {manifest.embedding_dim}. Fix: rebuild the index")
+    if verify:
+        check_encoder(path, manifest)
     return Index(path, manifest, docs, bm25, dense)

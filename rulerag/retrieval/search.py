@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,11 +23,36 @@ from rulerag.retrieval.fusion import rrf, weighted_sum
 from rulerag.retrieval.hits import Hit
 
 
+class CachedEncoder:
+    """A :class:`~rulerag.embedding.TextEncoder` view of a :class:`Searcher`'s query-embedding
+    cache: ``encode`` returns cached vectors and encodes (and caches) only unseen texts.
+
+    ``Searcher.encoder`` is this view, so every query-time caller shares one cache: rule matching
+    embeds the (name-masked) question through it, and when masking leaves the question unchanged
+    (about a third of RuleQA-I's questions) the retrieval query that follows is already encoded."""
+
+    def __init__(self, searcher: Searcher) -> None:
+        self._searcher = searcher
+
+    @property
+    def model_name(self) -> str:
+        return self._searcher.base_encoder.model_name
+
+    def encode(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
+        """Unit vectors for ``texts`` (float32, ``(n, d)``), through the cache."""
+        return self._searcher.encode(list(texts))
+
+    def __getattr__(self, name: str) -> Any:  # dimension, batch_size, ... of the wrapped encoder
+        return getattr(self._searcher.base_encoder, name)
+
+
 class Searcher:
     """Runs batches of queries through BM25, FAISS or both, returning ranked :class:`Hit` lists.
 
     Query embeddings are kept in a bounded LRU cache (``cache_size`` queries), so a query text
-    seen before (a repeated question, the same rule query) is not encoded again."""
+    seen before (a repeated question, the same rule query) is not encoded again.
+    ``base_encoder`` is the encoder given; ``encoder`` is the same encoder seen through the cache
+    (:class:`CachedEncoder`), for other query-time callers such as rule matching."""
 
     def __init__(
         self,
@@ -37,18 +64,24 @@ class Searcher:
     ) -> None:
         self.bm25 = bm25
         self.dense = dense
-        self.encoder = encoder
+        self.base_encoder = encoder
+        self.encoder: TextEncoder = CachedEncoder(self)
         self.settings = settings or RetrievalSettings()
         self.cache_size = cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
-    def encode(self, queries: list[str]) -> np.ndarray:
-        """Unit vectors for ``queries``, encoding only those not in the cache (thread-safe)."""
+    def encode(self, queries: list[str], *, also: Sequence[str] = ()) -> np.ndarray:
+        """Unit vectors for ``queries``, encoding only those not in the cache (thread-safe).
+
+        ``also``: more texts to encode in the same encoder call (those not cached) and cache,
+        without returning them."""
+        if not queries:
+            return self.base_encoder.encode([])
         with self._lock:
-            missing = list(dict.fromkeys(q for q in queries if q not in self._cache))
+            missing = list(dict.fromkeys(q for q in [*queries, *also] if q not in self._cache))
         if missing:
-            vectors = self.encoder.encode(missing)
+            vectors = self.base_encoder.encode(missing)
             with self._lock:
                 for q, v in zip(missing, vectors):
                     self._cache[q] = v
@@ -59,7 +92,7 @@ class Searcher:
             for q in queries:
                 v = self._cache.get(q)
                 if v is None:  # evicted by a concurrent caller: encode it on its own
-                    v = self.encoder.encode([q])[0]
+                    v = self.base_encoder.encode([q])[0]
                 else:
                     self._cache.move_to_end(q)
                 out.append(v)
