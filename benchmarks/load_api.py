@@ -38,8 +38,12 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # profile_query's timers
 
 from rulerag.cli import DEMO_INDEX, DEMO_QUESTION, DEMO_RULES  # noqa: E402
+from server.config import ServerSettings  # noqa: E402
+
+SERVER_THREADS = ServerSettings.model_fields["compute_threads"].default
 
 RESULTS = ROOT / "benchmarks" / "results"
 DEMO_QUESTIONS = [
@@ -99,7 +103,7 @@ class Server:
                "RULERAG_API_KEYS": "", "RULERAG_API_KEYS_FILE": "",
                # the load levels need room for 50 queued clients and batch-free single questions
                "RULERAG_SERVER__MAX_PENDING": "256"}
-        if compute_threads:
+        if compute_threads is not None:
             env["RULERAG_SERVER__COMPUTE_THREADS"] = str(compute_threads)
         self.log = log.open("wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -212,40 +216,36 @@ async def run_level(url: str, endpoint: str, concurrency: int, seconds: float, m
     }
 
 
-def stage_profile(index: Path, rules: Path | None, questions: QuestionStream, n: int = 30) -> dict:
-    """Where one rulerag-mode retrieval spends its time, in this process (the server is stopped):
-    mean milliseconds per question over ``n`` new questions, stage by stage."""
+def stage_profile(index: Path, rules: Path | None, questions: QuestionStream, n: int = 30, threads: int | None = None) -> dict:
+    """Where one rulerag-mode retrieval spends its time, in this process (the server is stopped),
+    with ``benchmarks/profile_query.py``'s exclusive per-stage timers: mean milliseconds per
+    question over ``n`` new questions, and the same questions in standard mode."""
+    import faiss
+    import torch
+
+    from profile_query import STAGES, StageTimer, instrument, profile, summarise
     from rulerag.config import load_settings
     from rulerag.pipeline import RuleRAG
-    from rulerag.retrieval.guided import rule_query
 
+    if threads:
+        torch.set_num_threads(threads)
+        faiss.omp_set_num_threads(threads)
     rag = RuleRAG.from_index(index, rules, settings=load_settings(overrides={"generation": {"backend": "fixed"}}))
-    rag.retrieve("warm up")
-    enc, retr = rag.encoder, rag.retriever
-    qs = [questions.next() for _ in range(n)]
-    matches = retr.match_rules(qs)
-    queries = [[q] + [rule_query(q, m, rag.settings.retrieval.rule_query) for m in ms] for q, ms in zip(qs, matches)]
-    per_q = statistics.fmean(len(x) for x in queries)
-    vecs = [enc.encode(x) for x in queries]
-
-    def timed(fn) -> float:
-        t0 = time.perf_counter()
-        for i in range(n):
-            fn(i)
-        return round(1000 * (time.perf_counter() - t0) / n, 1)
-
-    from rulerag.rules.store import mask_entities
-
-    out = {
-        "queries_per_question": round(per_q, 2),
-        "rule_matching_ms": timed(lambda i: retr.match_rules([qs[i] + " "])),
-        "encode_masked_question_ms": timed(lambda i: enc.encode([mask_entities(qs[i]) + "  "])),
-        "encode_queries_ms": timed(lambda i: enc.encode([q + "   " for q in queries[i]])),
-        "faiss_search_ms": timed(lambda i: rag.index.dense.search(vecs[i], 50)) if rag.index.dense is not None else None,
-        "bm25_search_ms": timed(lambda i: rag.index.bm25.search(queries[i], 50)),
-        "retrieve_total_ms": timed(lambda i: rag.retrieve(qs[i] + "    ")),
-        "retrieve_standard_ms": timed(lambda i: rag.retrieve(qs[i] + "     ", mode="standard")),
-    }
+    rag.retrieve_many(["warm up", "Which country is Alice Marlow a citizen of?"])
+    timer = StageTimer()
+    instrument(rag, timer)
+    rows = [{"question": questions.next()} for _ in range(n)]
+    summary = summarise(profile(rag, timer, rows, structured=False, k=5))
+    out = {"queries_per_question": summary["queries_per_question"], "threads": threads}
+    for stage, row in zip(STAGES, summary["stages"]):
+        out[stage.replace(" / ", "_").replace(" ", "_").lower() + "_ms"] = row["mean_ms"]
+    out["retrieve_total_ms"] = summary["retrieval_mean_ms"]
+    out["retrieve_cpu_ms"] = summary["retrieval_cpu_mean_ms"]
+    std = [{"question": questions.next()} for _ in range(n)]
+    t0 = time.perf_counter()
+    for row in std:
+        rag.retrieve(row["question"], k=5, mode="standard")
+    out["retrieve_standard_ms"] = round(1000 * (time.perf_counter() - t0) / n, 2)
     return out
 
 
@@ -329,11 +329,12 @@ def write_markdown(report: dict, path: Path) -> None:
         f"({report['settings']['distinct_questions']:,}) in turn, "
         + ("repeated as they are (the query-embedding cache hits)." if report["settings"]["repeat_questions"] else
            "every request text new (spaces added on each pass, which the tokenisers ignore), so the searcher's "
-           "query-embedding cache never hits."),
+           "query-embedding cache never hits across requests (within one, a question that name masking leaves "
+           "unchanged is encoded once for rule matching and retrieval)."),
         "",
         "Server: `python -m server` (uvicorn, one process) on 127.0.0.1, default limits, no API key, "
         + (f"torch/FAISS threads per operation: {report['settings']['compute_threads']} (`RULERAG_SERVER__COMPUTE_THREADS`). "
-           if report["settings"]["compute_threads"] else "torch/FAISS threads: their defaults. ")
+           if report["settings"]["compute_threads"] else "torch/FAISS threads: the libraries' defaults (all cores). ")
         + "Warm-up before the levels: 10 sequential requests and a "
         f"{report['settings']['warmup_seconds']:g} s burst at {max(report['settings']['concurrency'])} clients per mode and endpoint. "
         "`/v1/ask` uses the **fixed** generator backend (answers with document [1] at no cost), so it measures "
@@ -366,11 +367,13 @@ def write_markdown(report: dict, path: Path) -> None:
     if st:
         lines += [
             "",
-            f"Where one rule-guided retrieval spends its time (in-process, server stopped, mean of 30 new questions, "
-            f"{st['queries_per_question']} queries per question: the question plus one per matched rule): rule matching "
-            f"{st['rule_matching_ms']} ms (of which encoding the masked question {st['encode_masked_question_ms']} ms), "
-            f"encoding the queries {st['encode_queries_ms']} ms, FAISS {st['faiss_search_ms']} ms, BM25 {st['bm25_search_ms']} ms; "
-            f"whole `retrieve` {st['retrieve_total_ms']} ms (standard mode: {st['retrieve_standard_ms']} ms).",
+            f"Where one rule-guided retrieval spends its time (in-process after the run, server stopped, mean of 30 new questions, "
+            f"{st['queries_per_question']} queries per question: the question plus one per matched rule; exclusive times as in "
+            f"`benchmarks/profile_query.py`): query encoding (masked question for rule matching and the retrieval queries) "
+            f"{st['query_encoding_ms']} ms, rule matching {st['rule_matching_ms']} ms, FAISS {st['faiss_ms']} ms, BM25 {st['bm25_ms']} ms, "
+            f"fusion {st['fusion_ms']} ms, merge / dedup {st['merge_dedup_ms']} ms, other {st['other_ms']} ms; "
+            f"whole `retrieve` {st['retrieve_total_ms']} ms wall, {st['retrieve_cpu_ms']} ms CPU "
+            f"(standard mode: {st['retrieve_standard_ms']} ms wall).",
         ]
     busy = [r for r in report["levels"] if r.get("other_cores", 0) > 0.15]
     if busy:
@@ -485,7 +488,8 @@ def main() -> None:
     parser.add_argument("--log", default="/tmp/rulerag_load_api_server.log", help="server log file")
     parser.add_argument("--warmup-seconds", type=float, default=5.0, help="warm-up burst per mode and endpoint at the highest concurrency")
     parser.add_argument("--compute-threads", type=int, default=None,
-                        help="RULERAG_SERVER__COMPUTE_THREADS for the server (torch/FAISS threads per operation; default: theirs)")
+                        help=f"RULERAG_SERVER__COMPUTE_THREADS for the server (torch/FAISS threads per operation; default: the "
+                             f"server's, {SERVER_THREADS}; 0: the libraries' defaults, all cores)")
     parser.add_argument("--repeat-questions", action="store_true",
                         help="send repeated question texts (the searcher's query-embedding cache then hits); default: every text is new")
     parser.add_argument("--no-stages", dest="stages", action="store_false", help="skip the in-process per-stage timing after the run")
@@ -493,6 +497,8 @@ def main() -> None:
     parser.add_argument("--screenshot-only", action="store_true", help="only save the web page screenshot, no load test")
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    if args.compute_threads is None:
+        args.compute_threads = SERVER_THREADS
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if any(m not in ("rulerag", "standard") for m in args.modes):
         parser.error("--modes takes rulerag and/or standard")
@@ -511,7 +517,8 @@ def main() -> None:
         print(f"note: {len(others)} `rulerag bench` process(es) running; results will be pessimistic", file=sys.stderr)
     report = asyncio.run(main_async(args))
     if args.stages:
-        report["stages"] = stage_profile(args.index, args.rules, QuestionStream(load_questions(args.questions)[::-1]))
+        report["stages"] = stage_profile(args.index, args.rules, QuestionStream(load_questions(args.questions)[::-1]),
+                                         threads=args.compute_threads or None)
         print("stages (ms per question):", report["stages"])
     if args.screenshot:
         report["screenshot"] = screenshot(DEMO_INDEX, DEMO_RULES, RESULTS / "web_page.png")
