@@ -107,3 +107,10 @@ def test_mcnemar_counts_discordant_pairs():
     t = mcnemar([1, 1, 0, 0, 1], [1, 0, 1, 1, 1])
     assert (t["a_only"], t["b_only"]) == (1, 2) and t["p_value"] == pytest.approx(1.0)
     assert mcnemar([0] * 10, [1] * 10)["p_value"] == pytest.approx(2 * 0.5**10)
+
+
+def test_cache_key_depends_on_the_index_encoder(bench, tmp_path):
+    runner = Runner(_config(bench, tmp_path / "k"))
+    before = runner._key("bm25", "rulerag")
+    runner.index.manifest.encoder = {"path": "/models/ft", "fingerprint": "abc123"}  # an index built with a fine-tuned encoder
+    assert runner._key("bm25", "rulerag") != before

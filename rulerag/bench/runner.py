@@ -178,7 +178,9 @@ class Runner:
         r = self.settings.retrieval.model_copy(update={"retriever": RetrieverKind(retriever), "mode": Mode(mode)})
         blob = orjson.dumps({"retrieval": r.model_dump(mode="json"), "rules": self.settings.rules.model_dump(mode="json"),
                              "reasoner": self.settings.reasoner.model_dump(mode="json"),
-                             "index": str(self.index.manifest.corpus_sha256), "k": max(self.config.ks)}, option=orjson.OPT_SORT_KEYS)
+                             "index": str(self.index.manifest.corpus_sha256), "k": max(self.config.ks),
+                             # two indexes of one corpus built with different encoders must not share caches
+                             "encoder": (self.index.manifest.encoder or {}).get("fingerprint") or self.index.manifest.embedding_model}, option=orjson.OPT_SORT_KEYS)
         return f"{retriever}-{mode}-{hashlib.sha1(blob).hexdigest()[:10]}"
 
     # ------------------------------------------------------------------ retrieval
