@@ -102,14 +102,7 @@ def retriever_card(summary: dict[str, Any]) -> str:
         f"total {summary['total_seconds']:.0f} s",
         f"- {env['device']}, torch threads: {env['threads']}; torch {env['torch']}, sentence-transformers "
         f"{env['sentence_transformers']}, transformers {env['transformers']}",
-        f"- finished {summary['finished_at']}",
-        "",
-        "## Reproduce",
-        "",
-        "```bash",
-        summary["command"],
-        "```",
-        "",
+        *_finished_and_reproduce(summary),
     ]
     return "\n".join(lines)
 
@@ -160,13 +153,11 @@ def generator_card(summary: dict[str, Any]) -> str:
         f"- training {summary['train_seconds']:.0f} s, evaluation {summary['eval_seconds']:.0f} s, total {summary['total_seconds']:.0f} s",
         f"- {env['device']}, torch threads: {env['threads']}; torch {env['torch']}, transformers {env['transformers']}, peft {env['peft']}",
         f"- trainable parameters: {summary['trainable_parameters']:,} of {summary['total_parameters']:,}",
-        f"- finished {summary['finished_at']}",
-        "",
-        "## Reproduce",
-        "",
-        "```bash",
-        summary["command"],
-        "```",
-        "",
+        *_finished_and_reproduce(summary),
     ]
     return "\n".join(lines)
+
+
+def _finished_and_reproduce(summary: dict[str, Any]) -> list[str]:
+    """The card's closing lines: when the run finished and the command that reproduces it."""
+    return [f"- finished {summary['finished_at']}", "", "## Reproduce", "", "```bash", summary["command"], "```", ""]

@@ -42,7 +42,7 @@ from rulerag.errors import ConfigError, GenerationError
 from rulerag.finetune.card import generator_card
 from rulerag.finetune.checkpoint import ADAPTER, write_marker
 from rulerag.finetune.data import GENERATOR_FILE, GeneratorExample, limit_groups, read_generator_examples, split_groups
-from rulerag.finetune.retriever import command_line, environment
+from rulerag.finetune.retriever import EpochHistory, command_line, environment
 from rulerag.io import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ def answer_metrics(model, examples: Sequence[Encoded], pad_id: int, batch_size: 
 
 
 @dataclass
-class GeneratorResult:
+class GeneratorResult(EpochHistory):
     """What a generator fine-tuning run did; :meth:`summary` feeds the card and the marker."""
 
     config: GeneratorConfig
@@ -221,14 +221,6 @@ class GeneratorResult:
     environment: dict[str, Any]
     command: str
     finished_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-
-    @property
-    def baseline(self) -> dict[str, Any]:
-        return self.history[0] if self.history else {}
-
-    @property
-    def best(self) -> dict[str, Any]:
-        return next((h for h in self.history if h["epoch"] == self.best_epoch), {})
 
     def summary(self) -> dict[str, Any]:
         settings = self.config.settings()

@@ -180,8 +180,24 @@ class HeldOutRecall:
         return self.score(a, p)
 
 
+class EpochHistory:
+    """The held-out scores of a fine-tuning run by epoch (``history[0]``: before training);
+    shared by the retriever's and the generator's results."""
+
+    history: list[dict[str, Any]]
+    best_epoch: int
+
+    @property
+    def baseline(self) -> dict[str, Any]:
+        return self.history[0] if self.history else {}
+
+    @property
+    def best(self) -> dict[str, Any]:
+        return next((h for h in self.history if h["epoch"] == self.best_epoch), {})
+
+
 @dataclass
-class RetrieverResult:
+class RetrieverResult(EpochHistory):
     """What a fine-tuning run did; :meth:`summary` is what the card and the marker record."""
 
     config: RetrieverConfig
@@ -195,14 +211,6 @@ class RetrieverResult:
     environment: dict[str, Any]
     command: str
     finished_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-
-    @property
-    def baseline(self) -> dict[str, Any]:
-        return self.history[0] if self.history else {}
-
-    @property
-    def best(self) -> dict[str, Any]:
-        return next((h for h in self.history if h["epoch"] == self.best_epoch), {})
 
     def summary(self) -> dict[str, Any]:
         return {
