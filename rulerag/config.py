@@ -112,6 +112,14 @@ class BackendKind(str, Enum):
     fixed = "fixed"  #: deterministic test backend, no model
 
 
+class EmbeddingBackend(str, Enum):
+    """What runs the embedding model's transformer."""
+
+    auto = "auto"  #: onnx when onnxruntime and onnx are installed, the model runs on CPU and is supported; else torch
+    torch = "torch"  #: sentence-transformers on torch
+    onnx = "onnx"  #: ONNX Runtime (CPU) on a one-off export of the transformer, cached; mean-pooling models only
+
+
 class _Section(BaseModel):
     """A settings section: unknown keys are errors (a typo must not be silently ignored)."""
 
@@ -122,6 +130,11 @@ class EmbeddingSettings(_Section):
     model: str = Field(DEFAULT_EMBEDDING_MODEL, description="sentence-transformers model dir or packaged name")
     batch_size: int = Field(64, ge=1)
     device: str | None = Field(None, description="torch device; None picks cuda when present")
+    backend: EmbeddingBackend = Field(
+        EmbeddingBackend.auto,
+        description="torch | onnx | auto: auto runs the transformer with ONNX Runtime on CPU when onnxruntime and onnx are "
+        "installed and the model is supported (mean pooling), else torch; same vectors (to float rounding)",
+    )
 
 
 class IndexSettings(_Section):

@@ -240,7 +240,8 @@ class Engine:
             if encoder is None:
                 manifest = read_manifest(self.index_path)
                 emb = self.settings.embedding
-                encoder = Encoder(manifest.embedding_model or emb.model, batch_size=emb.batch_size, device=emb.device)
+                encoder = Encoder(manifest.embedding_model or emb.model, batch_size=emb.batch_size, device=emb.device,
+                                  backend=emb.backend)
             generator = self._generator_arg or default_generator(self.settings)
             rag = RuleRAG.from_index(self.index_path, self.rules_path, settings=self.settings, generator=generator,
                                      encoder=LockedEncoder(encoder))

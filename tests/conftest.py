@@ -1,10 +1,13 @@
 """Shared test setup: offline model loading, and a small temporal KG fixture."""
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# ONNX exports of the many throw-away test models go to a per-run directory, not the user's cache
+os.environ.setdefault("RULERAG_ONNX_CACHE_DIR", tempfile.mkdtemp(prefix="rulerag-test-onnx-"))
 
 import random  # noqa: E402
 

@@ -117,7 +117,7 @@ def test_dense_search_returns_python_numbers():
 def encoders():
     from rulerag.embedding import Encoder
 
-    return Encoder(), Encoder(pack=False)
+    return Encoder(backend="torch"), Encoder(pack=False, backend="torch")  # packing is a torch-path optimisation
 
 
 @pytest.mark.integration

@@ -110,7 +110,7 @@ class Index:
         relative path is found through the absolute path the manifest recorded, so the index works
         from any working directory."""
         emb = (settings or Settings()).embedding
-        return Encoder(query_model(self.manifest) or emb.model, batch_size=emb.batch_size, device=emb.device)
+        return Encoder(query_model(self.manifest) or emb.model, batch_size=emb.batch_size, device=emb.device, backend=emb.backend)
 
 
 def query_model(manifest: Manifest) -> str | None:
@@ -174,7 +174,7 @@ def check_output(out: str | Path, *, overwrite: bool = False) -> Path:
 def make_encoder(settings: Settings) -> Encoder:
     """The (lazy) document encoder of ``settings.embedding``."""
     emb = settings.embedding
-    return Encoder(emb.model, batch_size=emb.batch_size, device=emb.device)
+    return Encoder(emb.model, batch_size=emb.batch_size, device=emb.device, backend=emb.backend)
 
 
 def build_bm25(texts: list[str]) -> BM25Index:

@@ -214,8 +214,8 @@ class GlobalBM25:
 
 def _make_encoder(spec: tuple) -> TextEncoder:
     if spec[0] == "rulerag":
-        _, model, batch_size, device = spec
-        return Encoder(model, batch_size=batch_size, device=device)
+        _, model, batch_size, device, backend = spec
+        return Encoder(model, batch_size=batch_size, device=device, backend=backend)
     return spec[1]  # a picklable TextEncoder object
 
 
@@ -263,9 +263,9 @@ def _encoder_spec(encoder: TextEncoder | None, settings: Settings) -> tuple[tupl
     """How actors make the encoder (no live model crosses the wire), and the model name."""
     if encoder is None:
         emb = settings.embedding
-        return ("rulerag", emb.model, emb.batch_size, emb.device), emb.model
+        return ("rulerag", emb.model, emb.batch_size, emb.device, emb.backend.value), emb.model
     if isinstance(encoder, Encoder):
-        return ("rulerag", encoder.model_name, encoder.batch_size, encoder.device), encoder.model_name
+        return ("rulerag", encoder.model_name, encoder.batch_size, encoder.device, encoder.backend.value), encoder.model_name
     return ("object", encoder), encoder.model_name
 
 
