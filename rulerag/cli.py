@@ -92,12 +92,36 @@ class BuildEngine(str, Enum):
     ray = "ray"  #: Ray Data: parallel read, actor-pool embedding, global BM25 statistics (rulerag.retrieval.ray_build)
 
 
+# FAISS options shared by `index build` and `index convert` (build-time parameters; the search-time
+# knobs index.ivf_nprobe / index.hnsw_ef_search are read from the settings whenever an index is loaded)
+FaissTypeOpt = Annotated[Optional[FaissIndexType], typer.Option("--faiss-type", help="flat (exact), ivf, hnsw or ivfpq (see the README on index types).")]
+HnswMOpt = Annotated[Optional[int], typer.Option("--hnsw-m", min=4, help="hnsw: graph neighbours per vector (index.hnsw_m, default 32).")]
+IvfNlistOpt = Annotated[Optional[int], typer.Option("--ivf-nlist", min=0, help="ivf, ivfpq: inverted lists (index.ivf_nlist; 0 = 4*sqrt(documents)).")]
+IvfTrainSizeOpt = Annotated[Optional[int], typer.Option("--ivf-train-size", min=0, help="ivf, ivfpq: training sample (index.ivf_train_size; 0 = 64 per list).")]
+IvfpqMOpt = Annotated[Optional[int], typer.Option("--ivfpq-m", min=0, help="ivfpq: sub-quantizers, must divide the dimension (index.ivfpq_m; 0 = dimension/8).")]
+IvfpqNbitsOpt = Annotated[Optional[int], typer.Option("--ivfpq-nbits", min=1, max=16, help="ivfpq: bits per sub-quantizer code (index.ivfpq_nbits, default 8).")]
+IvfpqRefineOpt = Annotated[Optional[int], typer.Option("--ivfpq-refine", min=0, max=64, help="ivfpq: keep the exact vectors and re-rank refine*k candidates (index.ivfpq_refine; 0 = off).")]
+
+
+def _faiss_section(faiss_type: FaissIndexType | None, hnsw_m: int | None, ivf_nlist: int | None, ivf_train_size: int | None,
+                   ivfpq_m: int | None, ivfpq_nbits: int | None, ivfpq_refine: int | None) -> dict[str, Any]:
+    """The ``index`` settings given by the FAISS options (unset ones left to the configuration)."""
+    return _drop_none(faiss_type=faiss_type, hnsw_m=hnsw_m, ivf_nlist=ivf_nlist, ivf_train_size=ivf_train_size,
+                      ivfpq_m=ivfpq_m, ivfpq_nbits=ivfpq_nbits, ivfpq_refine=ivfpq_refine)
+
+
 @index_app.command("build")
 def index_build(
     corpus: Annotated[Path, typer.Option("--corpus", help="JSONL corpus: one {\"id\", \"contents\"} object per line.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Index directory to create, e.g. indexes/NAME.")],
     embedding_model: Annotated[Optional[str], typer.Option("--embedding-model", help="sentence-transformers model dir (default: packaged all-MiniLM-L6-v2).")] = None,
-    faiss_type: Annotated[Optional[FaissIndexType], typer.Option("--faiss-type", help="flat (exact), ivf, hnsw or ivfpq (see the README on index types).")] = None,
+    faiss_type: FaissTypeOpt = None,
+    hnsw_m: HnswMOpt = None,
+    ivf_nlist: IvfNlistOpt = None,
+    ivf_train_size: IvfTrainSizeOpt = None,
+    ivfpq_m: IvfpqMOpt = None,
+    ivfpq_nbits: IvfpqNbitsOpt = None,
+    ivfpq_refine: IvfpqRefineOpt = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Embedding batch size.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index directory (atomically).")] = False,
     no_dense: Annotated[bool, typer.Option("--no-dense", help="BM25 only: skip embedding (fast; dense and hybrid retrieval unavailable).")] = False,
@@ -110,7 +134,7 @@ def index_build(
     """Build BM25 + FAISS indexes for a corpus (written to a temp dir, then renamed)."""
     settings = _settings(
         embedding=_drop_none(model=embedding_model, batch_size=batch_size),
-        index=_drop_none(faiss_type=faiss_type),
+        index=_faiss_section(faiss_type, hnsw_m, ivf_nlist, ivf_train_size, ivfpq_m, ivfpq_nbits, ivfpq_refine),
     )
     t0 = time.perf_counter()
     if engine == BuildEngine.ray:
@@ -130,6 +154,41 @@ def index_build(
     err.print(
         f"built {out_dir}: {manifest.num_docs} documents in {dt:.1f}s ({manifest.num_docs / dt:.0f} docs/s); "
         + ", ".join(f"{k} {v:.1f}s" for k, v in manifest.timings.items())
+    )
+
+
+@index_app.command("convert")
+def index_convert(
+    index: Annotated[Path, typer.Option("--index", "-i", help="Source index directory (from `rulerag index build` or `index convert`).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Index directory to create, e.g. indexes/NAME-hnsw (not the source).")],
+    faiss_type: FaissTypeOpt = None,
+    hnsw_m: HnswMOpt = None,
+    ivf_nlist: IvfNlistOpt = None,
+    ivf_train_size: IvfTrainSizeOpt = None,
+    ivfpq_m: IvfpqMOpt = None,
+    ivfpq_nbits: IvfpqNbitsOpt = None,
+    ivfpq_refine: IvfpqRefineOpt = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out directory (atomically).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Change an index's FAISS type (or its parameters) without re-embedding the corpus.
+
+    The vectors stored in the source's FAISS index go into a new one of --faiss-type (default: the configured index.faiss_type); documents, BM25 files and the embedding model record are copied unchanged. The new directory is written to a temporary directory, then renamed.
+
+    Refused: BM25-only sources, and ivfpq sources built without --ivfpq-refine (they keep only lossy codes); rebuild those from the corpus with `rulerag index build --faiss-type ...`.
+
+    Example: rulerag index convert --index indexes/ruleqa-i --out indexes/ruleqa-i-hnsw --faiss-type hnsw
+    """
+    from rulerag.retrieval.index import convert_index
+
+    settings = _settings(index=_faiss_section(faiss_type, hnsw_m, ivf_nlist, ivf_train_size, ivfpq_m, ivfpq_nbits, ivfpq_refine))
+    t0 = time.perf_counter()
+    manifest = convert_index(index, out_dir, settings, overwrite=overwrite, progress=not quiet)
+    source_type = (manifest.converted_from or {}).get("faiss_type")
+    err.print(
+        f"converted {index} ({source_type}) -> {out_dir}: {manifest.num_docs} documents, {manifest.faiss_type}, "
+        f"{time.perf_counter() - t0:.1f}s (" + ", ".join(f"{k} {v:.1f}s" for k, v in manifest.timings.items()) + ")",
+        highlight=False, soft_wrap=True,
     )
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+from tqdm.auto import tqdm
 
 from rulerag.config import FaissIndexType, GpuPolicy, IndexSettings
 from rulerag.errors import ConfigError
@@ -152,6 +153,32 @@ def _ivf_part(index: faiss.Index) -> faiss.IndexIVF | None:
     return index if isinstance(index, faiss.IndexIVF) else None
 
 
+def exact_storage(index: faiss.Index) -> faiss.Index | None:
+    """The part of ``index`` that holds its vectors exactly and returns them by id with
+    ``reconstruct_n``: the index itself (flat, IVF-flat: after ``make_direct_map``), HNSW's flat
+    storage, or the flat re-ranking index of an IVF-PQ with ``ivfpq_refine``. ``None`` when only
+    lossy codes are stored (IVF-PQ without re-ranking, or a FAISS type rulerag does not build).
+
+    Example:
+        >>> isinstance(exact_storage(faiss.IndexHNSWFlat(8, 16)), faiss.IndexFlat)
+        True
+        >>> exact_storage(faiss.IndexIVFPQ(faiss.IndexFlatIP(8), 8, 2, 2, 4)) is None
+        True
+    """
+    if isinstance(index, faiss.IndexRefine):
+        refine = faiss.downcast_index(index.refine_index)
+        return refine if isinstance(refine, faiss.IndexFlat) else None
+    if isinstance(index, faiss.IndexHNSW):
+        storage = faiss.downcast_index(index.storage)
+        return storage if isinstance(storage, faiss.IndexFlat) else None
+    if isinstance(index, faiss.IndexIVFFlat):
+        index.make_direct_map()  # id -> (list, offset), so reconstruct_n can find each vector
+        return index
+    if isinstance(index, faiss.IndexFlat):
+        return index
+    return None
+
+
 def _read_index(path: Path, mmap: bool) -> tuple[faiss.Index, bool]:
     """Read a FAISS file, memory-mapped when asked and possible. Returns ``(index, mapped)``.
 
@@ -259,9 +286,12 @@ class DenseIndex:
         return out
 
     @classmethod
-    def build(cls, vectors: np.ndarray, settings: IndexSettings | None = None) -> DenseIndex:
+    def build(cls, vectors: np.ndarray, settings: IndexSettings | None = None, *, progress: bool = False) -> DenseIndex:
         """Index unit-norm ``vectors`` (``(n, d)`` float32). IVF and IVF-PQ are trained on a
         seeded sample of :func:`train_size` vectors, so building is deterministic.
+
+        ``progress``: add the vectors in chunks under a progress bar (the same index for flat,
+        IVF and IVF-PQ; for HNSW an equally good graph, not the identical one).
 
         Example:
             >>> rng = np.random.default_rng(0)
@@ -278,8 +308,36 @@ class DenseIndex:
         if not index.is_trained:
             trained_on = train_size(n, dim, settings)
             index.train(_training_sample(vectors, trained_on))
-        index.add(vectors)
+        if progress:
+            step = 16_384
+            with tqdm(total=n, desc=f"building {settings.faiss_type.value}", unit="vec", mininterval=1.0) as bar:
+                for start in range(0, n, step):
+                    index.add(vectors[start : start + step])
+                    bar.update(min(step, n - start))
+        else:
+            index.add(vectors)
         return cls(index, settings, trained_on=trained_on)
+
+    def stored_vectors(self, *, progress: bool = False) -> np.ndarray | None:
+        """The indexed vectors, exactly as added, in id order (``(size, dimension)`` float32);
+        ``None`` when the index keeps only lossy codes (see :func:`exact_storage`).
+
+        Example:
+            >>> vecs = np.eye(3, dtype=np.float32)
+            >>> bool(np.array_equal(DenseIndex.build(vecs, IndexSettings(faiss_type="hnsw")).stored_vectors(), vecs))
+            True
+        """
+        storage = exact_storage(self.cpu_index)
+        if storage is None:
+            return None
+        out = np.empty((self.size, self.dimension), dtype=np.float32)
+        step = 65_536
+        with tqdm(total=self.size, desc="reading vectors", unit="vec", disable=not progress, mininterval=1.0) as bar:
+            for start in range(0, self.size, step):
+                count = min(step, self.size - start)
+                out[start : start + count] = storage.reconstruct_n(start, count)
+                bar.update(count)
+        return out
 
     def search(self, query_vectors: np.ndarray, depth: int) -> list[list[Hit]]:
         """Top ``depth`` hits per query vector, all queries in one FAISS call (a flat index reads

@@ -10,6 +10,9 @@ Layout of ``indexes/NAME/``::
 Example:
     >>> manifest = build_index("corpus.jsonl", "indexes/demo")     # doctest: +SKIP
     >>> index = load_index("indexes/demo")                          # doctest: +SKIP
+
+:func:`convert_index` writes a copy of an index directory with another FAISS type, from the
+vectors the source stores (no re-embedding).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import datetime as dt
 import importlib.metadata as md
 import json
 import platform
+import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -67,12 +71,17 @@ class Manifest(BaseModel):
     #: rulerag fine-tuned it and its base model (see rulerag.finetune.checkpoint.describe_encoder);
     #: None for a BM25-only index and for indexes written before this field existed
     encoder: dict[str, Any] | None = None
+    #: set by `rulerag index convert`: the source index (path, faiss_type, built_at, dense.faiss
+    #: checksum) whose documents, BM25 files and vectors this index reuses; None for a built index
+    converted_from: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         keys = ("embedding_model", "embedding_dim", "faiss_type", "num_docs", "corpus_path", "corpus_sha256", "built_at", "build_seconds")
         out = {k: getattr(self, k) for k in keys}
         if self.encoder and self.encoder.get("path"):
             out["encoder"] = ", ".join(f"{k} {self.encoder[k]}" for k in ("path", "fingerprint", "finetuned", "base_model") if self.encoder.get(k) is not None)
+        if self.converted_from:
+            out["converted_from"] = f"{self.converted_from.get('path')} ({self.converted_from.get('faiss_type')})"
         return out
 
 
@@ -92,6 +101,20 @@ def _checksums(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }
+
+
+@dataclass
+class StoredBM25:
+    """A BM25 index's files as an earlier build wrote them; :func:`write_index` copies them
+    unchanged (byte-identical), where a :class:`BM25Index` would be re-saved."""
+
+    directory: Path
+    names: list[str]  #: file names inside ``directory``
+
+    def save(self, directory: Path) -> None:
+        for name in self.names:
+            (directory / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.directory / name, directory / name)
 
 
 @dataclass
@@ -186,10 +209,11 @@ def build_bm25(texts: list[str]) -> BM25Index:
     return bm25_from_entries([score_entries(tokens, vocab, stats.idf(vocab), stats.avg_length)], vocab, len(tokens))
 
 
-def build_dense(vectors: np.ndarray, settings: Settings) -> DenseIndex:
-    """The FAISS index of unit ``vectors``, built on CPU (GPU copies are made at load)."""
+def build_dense(vectors: np.ndarray, settings: Settings, *, progress: bool = False) -> DenseIndex:
+    """The FAISS index of unit ``vectors``, built on CPU (GPU copies are made at load).
+    ``progress``: a progress bar while vectors are added (see :meth:`DenseIndex.build`)."""
     no_gpu = settings.index.model_copy(update={"gpu": GpuPolicy.never})
-    return DenseIndex.build(vectors, no_gpu)
+    return DenseIndex.build(vectors, no_gpu, progress=progress)
 
 
 def write_index(
@@ -197,7 +221,7 @@ def write_index(
     *,
     records: Iterable[bytes],
     num_docs: int,
-    bm25: BM25Index,
+    bm25: BM25Index | StoredBM25,
     dense_index: DenseIndex | None,
     embedding_model: str | None,
     settings: Settings,
@@ -207,12 +231,15 @@ def write_index(
     started: float,
     overwrite: bool = False,
     progress: bool = False,
+    manifest_fields: dict[str, Any] | None = None,
 ) -> Manifest:
     """Write an index directory atomically (temporary sibling, then rename) and return its manifest.
 
     ``records``: the ``docs.jsonl`` lines (JSON bytes without the newline), in index order.
     ``started``: the ``time.perf_counter()`` at the start of the build (for ``build_seconds``);
-    ``timings`` gets ``writing`` added.
+    ``timings`` gets ``writing`` added. ``manifest_fields``: manifest fields to record instead of
+    the computed ones (:func:`convert_index` keeps its source's ``encoder`` and ``settings``);
+    ``files`` is always computed over what was written.
 
     Example:
         >>> m = write_index("indexes/x", records=[b'{"id":"1","contents":"a"}'], num_docs=1,   # doctest: +SKIP
@@ -233,7 +260,7 @@ def write_index(
         if dense_index is not None:
             dense_index.save(tmp / DENSE)
         timings["writing"] = time.perf_counter() - t
-        manifest = Manifest(
+        fields: dict[str, Any] = dict(
             format_version=FORMAT_VERSION,
             embedding_model=embedding_model if dense_index else None,
             embedding_dim=dense_index.dimension if dense_index else 0,
@@ -244,12 +271,15 @@ def write_index(
             built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             build_seconds=round(time.perf_counter() - started, 3),
             timings={k: round(v, 3) for k, v in timings.items()},
-            files=_checksums(tmp),
             libraries=library_versions(),
             python=platform.python_version(),
             settings=settings.to_dict(),
-            encoder=describe_encoder(embedding_model) if dense_index is not None and embedding_model else None,
         )
+        fields.update(manifest_fields or {})
+        if "encoder" not in fields:
+            fields["encoder"] = describe_encoder(embedding_model) if dense_index is not None and embedding_model else None
+        fields["files"] = _checksums(tmp)  # always over what was written
+        manifest = Manifest(**fields)
         (tmp / MANIFEST).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
     return manifest
 
@@ -304,6 +334,104 @@ def build_index(
         out, records=(orjson.dumps(doc.to_dict()) for doc in docs), num_docs=len(docs), bm25=bm25, dense_index=dense_index,
         embedding_model=encoder.model_name, settings=settings, corpus=corpus, corpus_sha256=checksum, timings=timings,
         started=t0, overwrite=overwrite, progress=progress,
+    )
+
+
+def _check_convert_paths(src: Path, out: Path, target: str) -> None:
+    """Refuse an ``out`` that is the source index, lies inside it or contains it (writing there
+    would replace or delete the files being converted)."""
+    s, o = src.resolve(), out.resolve()
+    suggestion = src.parent / f"{src.name}-{target}"
+    if o == s:
+        raise ConfigError(
+            f"--out {out} is the source index itself: converting in place would replace the files being read. "
+            f"Fix: write to another directory, e.g. --out {suggestion}"
+        )
+    if s in o.parents or o in s.parents:
+        raise ConfigError(
+            f"--out {out} {'lies inside' if s in o.parents else 'contains'} the source index {src}. "
+            f"Fix: write to a directory outside it, e.g. --out {suggestion}"
+        )
+
+
+def convert_index(
+    src: str | Path,
+    out: str | Path,
+    settings: Settings | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Manifest:
+    """Write a copy of index directory ``src`` to ``out`` (atomically) with the FAISS index of
+    ``settings.index`` (``faiss_type`` and its parameters), built from the vectors ``src`` stores:
+    nothing is re-embedded.
+
+    ``docs.jsonl`` and the BM25 files are copied byte for byte; the manifest keeps the source's
+    corpus path and checksum, embedding model, encoder record (so its fingerprint check is the
+    same) and settings other than ``index``, and notes the source in ``converted_from``. The
+    vectors come back exactly from flat, HNSW, IVF and IVF-PQ-with-``ivfpq_refine`` indexes; an
+    IVF-PQ index without re-ranking keeps only lossy codes and is refused (:class:`IndexLoadError`),
+    as is a BM25-only index. ``out`` may not be ``src``, lie inside it or contain it.
+
+    Example:
+        >>> s = Settings(index=IndexSettings(faiss_type="hnsw", hnsw_m=16))                     # doctest: +SKIP
+        >>> convert_index("indexes/demo", "indexes/demo-hnsw", s).faiss_type                     # doctest: +SKIP
+        'hnsw'
+    """
+    settings = settings or Settings()
+    src, out = Path(src), Path(out)
+    target = settings.index.faiss_type.value
+    _check_convert_paths(src, out, target)
+    check_output(out, overwrite=overwrite)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    source = read_manifest(src)
+    rebuild = f"`rulerag index build --corpus {source.corpus_path} --out {out} --faiss-type {target}`"
+    if source.embedding_model is None:
+        raise IndexLoadError(
+            f"{src} is a BM25-only index (built with --no-dense): it has no vectors to convert. "
+            f"Fix: build a dense index from the corpus with {rebuild}"
+        )
+
+    def lossy(kind: str) -> IndexLoadError:
+        return IndexLoadError(
+            f"{src} is {kind}: it stores only lossy compressed codes, not the vectors, so it cannot be converted "
+            f"without re-embedding the corpus. Fix: rebuild from the corpus with {rebuild} (convert from flat, hnsw, "
+            "ivf or ivfpq built with index.ivfpq_refine > 0: those keep the exact vectors)"
+        )
+
+    ivfpq_plain = "an IVF-PQ index without exact re-ranking (index.ivfpq_refine=0)"
+    if source.faiss_type == "ivfpq" and not (source.settings.get("index") or {}).get("ivfpq_refine"):
+        raise lossy(ivfpq_plain)  # known from the manifest: refuse before reading anything
+    loaded = load_index(src, index_settings=IndexSettings(gpu=GpuPolicy.never), mmap=True)
+    dense = loaded.dense
+    del loaded  # the parsed documents are not needed: docs.jsonl is copied line by line
+    if dense is None:  # pragma: no cover - load_index reads dense.faiss whenever embedding_model is set
+        raise IndexLoadError(f"{src} has no dense index. Fix: rebuild it with {rebuild}")
+    vectors = dense.stored_vectors(progress=progress)
+    if vectors is None:
+        raise lossy(ivfpq_plain if dense.params()["type"] == "ivfpq" else f"a FAISS {type(dense.cpu_index).__name__} index")
+    del dense
+    timings["read"] = time.perf_counter() - t0
+    t = time.perf_counter()
+    new_dense = build_dense(vectors, settings, progress=progress)
+    del vectors
+    timings["faiss"] = time.perf_counter() - t
+
+    def records() -> Iterable[bytes]:
+        with open(src / DOCS, "rb") as fh:
+            for line in fh:
+                yield line[:-1] if line.endswith(b"\n") else line
+
+    bm25_names = sorted(rel[len(BM25_DIR) + 1 :] for rel in source.files if rel.startswith(f"{BM25_DIR}/"))
+    recorded = {**source.settings, "index": settings.index.model_dump(mode="json")}
+    converted_from = {"path": str(src), "faiss_type": source.faiss_type, "built_at": source.built_at,
+                      "dense_sha256": source.files.get(DENSE)}
+    return write_index(
+        out, records=records(), num_docs=source.num_docs, bm25=StoredBM25(src / BM25_DIR, bm25_names), dense_index=new_dense,
+        embedding_model=source.embedding_model, settings=settings, corpus=Path(source.corpus_path),
+        corpus_sha256=source.corpus_sha256, timings=timings, started=t0, overwrite=overwrite, progress=progress,
+        manifest_fields={"encoder": source.encoder, "settings": recorded, "converted_from": converted_from},
     )
 
 
