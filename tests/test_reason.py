@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from rulerag.rules import Rule, parse_rule
@@ -101,3 +102,34 @@ def test_reasoner_settings_flow_from_the_config():
 
     reasoner = RuleReasoner.from_settings(load_settings(overrides={"reasoner": {"history_weight": 2.0, "recency_decay": 0.5}}).reasoner)
     assert (reasoner.history_weight, reasoner.recency_decay) == (2.0, 0.5)
+
+
+def test_relation_prior_proposes_the_relations_usual_objects():
+    from rulerag.corpus import Document
+    from rulerag.rules.reason import FactIndex
+
+    rows = [("B", "consult", "N", "2014-01-01"), ("C", "consult", "N", "2014-01-05"), ("D", "consult", "M", "2014-01-09"),
+            ("E", "consult", "A", "2014-01-09"),  # the subject itself: never a candidate
+            ("F", "consult", "M", "2014-01-10"),  # on the query's date: not before it
+            ("G", "praise", "P", "2014-01-02")]  # another relation
+    index = FactIndex([Document(f"d{i}", "", {"subject": s, "relation": r, "object": o, "time": t}) for i, (s, r, o, t) in enumerate(rows)])
+    q = Query("A", "consult", "2014-01-10")
+    # prior off: only A's history (E consulted A)
+    assert [(c.answer, c.rules) for c in RuleReasoner(history_weight=1.0).reason_with(q, [], [], index)] == [("E", ["history"])]
+    cands = RuleReasoner(prior_weight=0.5, prior_decay=0.1).reason_with(q, [], [], index)
+    w = {"N": math.exp(-0.9) + math.exp(-0.5), "M": math.exp(-0.1)}
+    top = max(w.values())
+    assert [(c.answer, c.score) for c in cands] == [(a, pytest.approx(0.5 * w[a] / top)) for a in sorted(w, key=lambda a: -w[a])]
+    assert all(c.rules == ["prior"] and c.evidence == [] for c in cands)
+    assert index.objects_of("unknown").weights(None, 0.1) == {}
+
+
+def test_relation_prior_adds_to_history_and_undated_facts_count_fully():
+    from rulerag.rules.reason import RelationObjects
+
+    prior = RelationObjects(["N", "M"], np.array([0, 1, 1]), np.array([np.nan, np.nan, np.nan]))
+    assert prior.weights(100.0, 1.0) == {"N": 0.5, "M": 1.0}
+    history = [Fact("A", "consult", "N", doc_id="h1")]
+    cands = RuleReasoner(history_weight=1.0, prior_weight=0.2).reason(Query("A", "consult"), [], [], history=history, prior=prior)
+    assert [(c.answer, c.score) for c in cands] == [("N", pytest.approx(1.1)), ("M", pytest.approx(0.2))]
+    assert cands[0].rules == ["history", "prior"]

@@ -220,9 +220,8 @@ class Runner:
         return self.fact_index.facts_at(self.id_to_pos[i] for i in doc_ids)
 
     def reason(self, q: dict, doc_ids: Sequence[str], reasoner: RuleReasoner):
-        rules = self.rules.by_head(q["relation"])
-        history = self.fact_index.about(q["subject"]) if reasoner.history_weight > 0 else ()
-        return reasoner.reason(Query(q["subject"], q["relation"], q.get("time")), rules, self._facts(doc_ids), self.fact_index.lookup, history)
+        return reasoner.reason_with(Query(q["subject"], q["relation"], q.get("time")), self.rules.by_head(q["relation"]),
+                                    self._facts(doc_ids), self.fact_index)
 
     def answer(self, retriever: str, mode: str, answerer: str, retrieved: dict[str, dict]) -> dict[str, dict]:
         """Cached answers of one answerer for every question."""

@@ -200,8 +200,7 @@ class RuleGuidedRetriever:
         if not self._pos:
             self._pos = {d.id: i for i, d in enumerate(self.docs)}
         facts = self._facts.facts_at(h.pos for h in merged[: self.settings.depth])
-        history = self._facts.about(subject) if self.reasoner.history_weight > 0 else ()
-        candidates = self.reasoner.reason(Query(subject, relation, when), self.rules.by_head(relation), facts, self._facts.lookup, history)
+        candidates = self.reasoner.reason_with(Query(subject, relation, when), self.rules.by_head(relation), facts, self._facts)
         out: list[Hit] = []
         for cand in candidates[: self.settings.rule_evidence]:
             for doc_id in cand.evidence:

@@ -22,6 +22,15 @@ recurrence of past facts). Per query the history weights are scaled so the stron
 ``history_weight`` and added to the rule score: entities the subject dealt with recently and often
 rank high even when no mined rule reaches them. Such candidates list ``"history"`` among their rules.
 
+Relation prior (optional, ``prior_weight > 0``): the entities that were the object of the query's
+relation before its time, for any subject (``prior``, a :class:`RelationObjects`), weighted
+``exp(-prior_decay * age)`` and scaled so the strongest is ``prior_weight``, are added too: the
+usual answers of the relation, which is all a subject with no history and no rule grounding has.
+Such candidates list ``"prior"`` among their rules.
+
+:meth:`RuleReasoner.reason_with` reads the second hop, the history and the prior from a
+:class:`FactIndex`.
+
 Example:
     >>> from rulerag.rules import parse_rule
     >>> rule = parse_rule("citizen_of(X,Y) <- serves_in_army_of(X,Y)").__class__.from_dict(
@@ -38,6 +47,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from rulerag.config import ReasonerSettings
 from rulerag.kg.facts import date_to_day
@@ -106,12 +117,16 @@ class RuleReasoner:
         history_weight: float = 0.0,
         history_decay: float = 0.01,
         history_same_relation: float = 5.0,
+        prior_weight: float = 0.0,
+        prior_decay: float = 0.01,
     ) -> None:
         self.recency_decay = recency_decay
         self.max_second_hop = max_second_hop
         self.history_weight = history_weight
         self.history_decay = history_decay
         self.history_same_relation = history_same_relation
+        self.prior_weight = prior_weight
+        self.prior_decay = prior_decay
 
     @classmethod
     def from_settings(cls, settings: ReasonerSettings | None = None) -> RuleReasoner:
@@ -125,8 +140,10 @@ class RuleReasoner:
         facts: Iterable[Fact],
         second_hop: SecondHop | None = None,
         history: Iterable[Fact] = (),
+        prior: RelationObjects | None = None,
     ) -> list[Candidate]:
-        """Ranked candidates (best first) for ``query``; ``history``: facts about the subject."""
+        """Ranked candidates (best first) for ``query``; ``history``: facts about the subject;
+        ``prior``: the objects of the query's relation (used when ``prior_weight > 0``)."""
         t_query = time_value(query.time)
 
         def before(f: Fact) -> bool:
@@ -173,7 +190,20 @@ class RuleReasoner:
             cand.evidence.extend(e for e in evidence if e not in cand.evidence)
         if self.history_weight > 0:
             self._add_history(query, [f for f in history if before(f)], t_query, per_answer)
+        if self.prior_weight > 0 and prior is not None:
+            for other, w in prior.weights(t_query, self.prior_decay).items():
+                if other != query.subject:
+                    cand = per_answer.setdefault(other, Candidate(other, 0.0))
+                    cand.score += self.prior_weight * w
+                    cand.rules.append("prior")
         return sorted(per_answer.values(), key=lambda c: (-c.score, c.answer))
+
+    def reason_with(self, query: Query, rules: Sequence[Rule], facts: Iterable[Fact], index: FactIndex) -> list[Candidate]:
+        """:meth:`reason` with the second hop, the subject's history and the relation prior read
+        from ``index`` (each only when its weight asks for it)."""
+        history = index.about(query.subject) if self.history_weight > 0 else ()
+        prior = index.objects_of(query.relation) if self.prior_weight > 0 else None
+        return self.reason(query, rules, facts, index.lookup, history, prior)
 
     def _add_history(self, query: Query, history: list[Fact], t_query: float | None, per_answer: dict[str, Candidate]) -> None:
         weight: dict[str, float] = defaultdict(float)
@@ -217,6 +247,38 @@ class RuleReasoner:
                     yield y, [f1, f2]
 
 
+@dataclass(frozen=True)
+class RelationObjects:
+    """The objects of one relation's facts: entity ``codes`` into ``names`` and their ``times``
+    (:func:`time_value`; NaN for undated facts), for the reasoner's relation prior.
+
+    Example:
+        >>> ro = RelationObjects(["Norland", "Ostia"], np.array([0, 0, 1]), np.array([1.0, 2.0, 2.0]))
+        >>> {k: round(v, 2) for k, v in ro.weights(3.0, 0.0).items()}
+        {'Norland': 1.0, 'Ostia': 0.5}
+    """
+
+    names: list[str]
+    codes: np.ndarray
+    times: np.ndarray
+
+    def weights(self, before: float | None, decay: float) -> dict[str, float]:
+        """Per object: the sum of ``exp(-decay * age)`` over its facts dated strictly ``before``
+        (undated facts count with age 0), scaled so the largest is 1; empty when none qualify."""
+        undated = np.isnan(self.times)
+        if before is None:
+            mask, ages = np.ones(len(self.codes), dtype=bool), np.zeros(len(self.codes))
+        else:
+            with np.errstate(invalid="ignore"):
+                mask = undated | (self.times < before)
+            ages = np.where(undated, 0.0, before - self.times)
+        if not mask.any():
+            return {}
+        totals = np.bincount(self.codes[mask], weights=np.exp(-decay * ages[mask]), minlength=len(self.names))
+        top = totals.max()
+        return {self.names[i]: float(totals[i] / top) for i in np.flatnonzero(totals)}
+
+
 class FactIndex:
     """The facts of a corpus (documents with ``subject``/``relation``/``object``[/``time``]
     metadata), looked up by ``(entity, relation)`` with the entity on either side: the exact
@@ -234,6 +296,7 @@ class FactIndex:
         self.facts: list[Fact | None] = [Fact.from_metadata(d.id, d.metadata) for d in documents]
         self._by_key: dict[tuple[str, str], list[int]] | None = None
         self._by_entity: dict[str, list[int]] | None = None
+        self._objects: dict[str, RelationObjects] | None = None
 
     def _index(self) -> dict[tuple[str, str], list[int]]:
         if self._by_key is None:
@@ -257,6 +320,23 @@ class FactIndex:
                         by_entity[f.object].append(i)
             self._by_entity = dict(by_entity)
         return [self.facts[i] for i in self._by_entity.get(entity, [])]
+
+    def objects_of(self, relation: str) -> RelationObjects:
+        """The objects (and times) of every fact with ``relation`` (the reasoner's relation prior)."""
+        if self._objects is None:
+            grouped: dict[str, list[Fact]] = defaultdict(list)
+            for f in self.facts:
+                if f is not None:
+                    grouped[f.relation].append(f)
+            objects = {}
+            for rel, facts in grouped.items():
+                names = sorted({f.object for f in facts})
+                code = {n: i for i, n in enumerate(names)}
+                times = [time_value(f.time) for f in facts]
+                objects[rel] = RelationObjects(names, np.array([code[f.object] for f in facts], dtype=np.int64),
+                                               np.array([np.nan if t is None else t for t in times], dtype=np.float64))
+            self._objects = objects
+        return self._objects.get(relation) or RelationObjects([], np.zeros(0, dtype=np.int64), np.zeros(0))
 
     def lookup(self, entity: str, relation: str) -> list[Fact]:
         """Facts with ``relation`` that have ``entity`` as subject or object."""
