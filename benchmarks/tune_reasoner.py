@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from rulerag.bench.ruleqa import BuildConfig, _keys, _sample  # noqa: E402
+from rulerag.bench.ruleqa import BuildConfig, popularity, sample_queries  # noqa: E402
 from rulerag.config import ReasonerSettings  # noqa: E402
 from rulerag.corpus import Document  # noqa: E402
 from rulerag.kg.loaders import load_kg  # noqa: E402
@@ -58,24 +58,16 @@ def dev_split(kg_name: str, data: Path | None, n: int, seed: int = 0):
     rules = RuleStore(mine_rules(train, cfg.mine))
     index = FactIndex([Document(f"d{i}", "", {"subject": s, "relation": r, "object": o, "time": t})
                        for i, (s, r, o, t) in enumerate(train)])
-    freq = np.bincount(np.concatenate([train.subjects, train.objects]), minlength=train.num_entities)
-    threshold = max(float(np.quantile(freq[freq > 0], 1 - cfg.popular_share)), 1.0)
-    rng = np.random.default_rng(seed)
-    keys = _keys(dev, dev.temporal)
-    order = np.argsort(keys, kind="stable")
-    _, first = np.unique(keys[order], return_index=True)
-    picks = np.array(sorted(g[rng.integers(len(g))] for g in np.split(order, first[1:])))
-    # entity ids are shared by all splits of a KG; entities unseen in train have frequency 0
-    popular = np.array([dev.subjects[i] < len(freq) and freq[dev.subjects[i]] >= threshold for i in picks])
-    chosen = picks[_sample(rng, picks, popular, n, "balanced")]
+    freq, threshold = popularity(train, cfg.popular_share)
+    keys, picks, chosen = sample_queries(dev, freq, threshold, n, "balanced", np.random.default_rng(seed))
     answers: dict[int, set[str]] = defaultdict(set)
     for i, k in enumerate(keys.tolist()):
         answers[k].add(dev.fact(i)[2])
     questions = []
     for i in chosen.tolist():
         s, r, _, t = dev.fact(i)
-        questions.append((Query(s, r, t), answers[int(keys[i])], bool(popular[np.searchsorted(picks, i)])))
-    return rules, index, questions, {"train_facts": len(train), "dev_queries": len(picks), "rules": len(rules), "popular_threshold": threshold}
+        questions.append((Query(s, r, t), answers[int(keys[i])], bool(freq[dev.subjects[i]] >= max(threshold, 1))))
+    return rules, index, questions, {"train_facts": len(train), "dev_queries": len(picks), "rules": len(rules), "popular_threshold": max(threshold, 1.0)}
 
 
 def hits_at_1(settings: ReasonerSettings, rules: RuleStore, index: FactIndex, questions) -> dict[str, float]:

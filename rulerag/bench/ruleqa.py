@@ -138,6 +138,30 @@ def _sample(rng: np.random.Generator, candidates: np.ndarray, popular: np.ndarra
     return np.sort(chosen)
 
 
+def popularity(corpus: FactTable, popular_share: float) -> tuple[np.ndarray, float]:
+    """``(freq, threshold)``: facts per entity in ``corpus`` (as subject or object) and the count
+    from which an entity is popular (the top ``popular_share`` of the entities that occur)."""
+    freq = np.bincount(np.concatenate([corpus.subjects, corpus.objects]), minlength=corpus.num_entities)
+    present = freq[freq > 0]
+    return freq, float(np.quantile(present, 1 - popular_share)) if len(present) else 0.0
+
+
+def sample_queries(
+    table: FactTable, freq: np.ndarray, threshold: float, n: int, mode: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(keys, picks, chosen)``: every fact's query key, one fact per distinct query of ``table``
+    (``(subject, relation[, time])``, a random one of its facts), and ``n`` of those picks sampled
+    ``mode`` (``balanced``: half with a popular subject per ``freq >= max(threshold, 1)``, or
+    ``uniform``), as sorted row indices of ``table``."""
+    keys = _keys(table, table.temporal)
+    order = np.argsort(keys, kind="stable")
+    _, first = np.unique(keys[order], return_index=True)
+    picks = np.array([g[rng.integers(len(g))] for g in np.split(order, first[1:])], dtype=np.int64)  # one link per query
+    picks.sort()
+    popular = freq[table.subjects[picks]] >= max(threshold, 1)
+    return keys, picks, picks[_sample(rng, picks, popular, n, mode)]
+
+
 class _FactIndex:
     """Lookups over the corpus facts for grounding rule bodies."""
 
@@ -215,20 +239,8 @@ def build_benchmark(
     test = kg.test
     temporal = corpus.temporal
 
-    # ---- popularity
-    freq = np.bincount(np.concatenate([corpus.subjects, corpus.objects]), minlength=corpus.num_entities)
-    present = freq[freq > 0]
-    threshold = float(np.quantile(present, 1 - config.popular_share)) if len(present) else 0.0
-
-    # ---- questions: one per distinct test query, sampled
-    qkey = _keys(test, temporal)
-    order = np.argsort(qkey, kind="stable")
-    uniq, first = np.unique(qkey[order], return_index=True)
-    groups = np.split(order, first[1:])
-    picks = np.array([g[rng.integers(len(g))] for g in groups], dtype=np.int64)  # one test link per query
-    picks.sort()
-    popular = freq[test.subjects[picks]] >= max(threshold, 1)
-    chosen = picks[_sample(rng, picks, popular, config.size, config.sample)]
+    freq, threshold = popularity(corpus, config.popular_share)
+    qkey, picks, chosen = sample_queries(test, freq, threshold, config.size, config.sample, rng)
 
     answers_by_key: dict[int, set[int]] = defaultdict(set)
     for k, o in zip(qkey.tolist(), test.objects.tolist()):
