@@ -14,7 +14,7 @@ from rulerag.errors import ConfigError, IndexLoadError
 from rulerag.retrieval import dense as dense_mod
 from rulerag.retrieval.dense import DenseIndex, gpu_count, ivf_nlist, ivfpq_m, train_size
 from rulerag.retrieval.index import build_index, load_index
-from rulerag.retrieval.shards import ShardedDenseIndex, canonical_order, top_k
+from rulerag.retrieval.shards import ShardedDenseIndex, top_k
 from tests.fakes import HashEncoder
 
 HAS_ZERO_COPY_MMAP = hasattr(faiss, "IO_FLAG_MMAP_IFC")

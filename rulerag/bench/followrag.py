@@ -104,9 +104,11 @@ def run_followrag(
              f"Generator {g.backend.value}:{g.model}, max {max_new_tokens} new tokens, refinement rounds {refine_rounds}, "
              f"prompt version {PROMPT_VERSION}. Scores in %; unsatisfiable items are left out of the instruction scores.", "",
              "| measure | without refinement | with refinement |", "|---|---|---|"]
+    def fmt(v: Any) -> str:
+        return "-" if v is None else (f"{100 * v:.1f}" if isinstance(v, float) else str(v))
+
     for key in SUMMARY_KEYS:
         a, b = results["without_refinement"][key], results["with_refinement"][key]
-        fmt = (lambda v: "-" if v is None else (f"{100 * v:.1f}" if isinstance(v, float) else str(v)))
         lines.append(f"| {key} | {fmt(a)} | {fmt(b)} |")
     lines += ["", f"Mean generation rounds per item: {results['mean_rounds']:.2f}.", ""]
     with atomic_file(out / "results.md") as fh:

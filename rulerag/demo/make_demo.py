@@ -58,7 +58,7 @@ def build() -> list[tuple[str, str, str]]:
         company_city[company] = rng.choice(cities)
         facts.append((company, "headquartered_in", company_city[company]))
 
-    people = sorted({f"{f} {l}" for f, l in zip(rng.sample(FIRST, len(FIRST)), rng.choices(LAST, k=len(FIRST)))})
+    people = sorted({f"{first} {last}" for first, last in zip(rng.sample(FIRST, len(FIRST)), rng.choices(LAST, k=len(FIRST)))})
     countries = sorted(COUNTRIES)
     for person in people:
         born = rng.choice(countries)
