@@ -33,8 +33,11 @@ HERE = Path(__file__).resolve().parent
 #: whatever the toolkit's defaults are, so the table stays comparable across versions
 BASE_RETRIEVAL = {"dedup": "none", "rule_evidence": 0, "evidence_merge": "interleave"}
 #: the reasoner as it was when the table was made (rules only; the history rows add it with the
-#: decays of that time; no relation prior): later tuning of the defaults does not move these rows
-BASE_REASONER = {"history_weight": 0.0, "prior_weight": 0.0, "recency_decay": 0.01, "history_decay": 0.01, "history_same_relation": 5.0}
+#: decays of that time; no relation prior; body atoms looked up only when no retrieved fact has them):
+#: later tuning of the defaults does not move these rows (except that lookups now keep an atom's
+#: latest facts rather than the corpus's first ones)
+BASE_REASONER = {"history_weight": 0.0, "prior_weight": 0.0, "recency_decay": 0.01, "history_decay": 0.01, "history_same_relation": 5.0,
+                 "lookup": "missing"}
 #: name -> (mode, retrieval overrides[, reasoner overrides]); every row also varies by retriever
 HISTORY = {"history_weight": 1.0}
 EV10 = {"rule_evidence": 10, "evidence_merge": "first"}

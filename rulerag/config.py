@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -209,8 +209,13 @@ class ReasonerSettings(_Section):
     """
 
     # defaults tuned on a development split (ICEWS14's validation facts, train-only corpus): benchmarks/tune_reasoner.py
-    recency_decay: float = Field(0.003, ge=0, description="rule groundings decay by exp(-decay * age), age in days (years for yearly facts)")
-    max_second_hop: int = Field(5, ge=0, description="facts fetched per bound entity for a body atom missing from the retrieved documents (x10)")
+    recency_decay: float = Field(0.003, ge=0, description="rule groundings decay by exp(-decay * age), age in days (yearly facts: years x 365.2425)")
+    max_second_hop: int = Field(5, ge=0, description="facts looked up per bound entity and body atom (x10; the latest before the question's time)")
+    lookup: Literal["missing", "always"] = Field(
+        "always",
+        description="when a body atom's facts are looked up in the corpus's fact index: only when the retrieved documents hold "
+        "none (missing), or always, merged with the retrieved ones (always)",
+    )
     history_weight: float = Field(
         1.0, ge=0,
         description="weight of the subject's history: past facts between the subject and a candidate, any relation (0 = rules only)",

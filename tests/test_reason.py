@@ -61,9 +61,45 @@ def test_second_hop_fetches_missing_facts():
 
     facts = [Fact("Alice", "born_in", "Tarvik", doc_id="d1")]
     assert RuleReasoner().reason(Query("Alice", "citizen_of"), [r], facts) == []
-    cands = RuleReasoner().reason(Query("Alice", "citizen_of"), [r], facts, second_hop=hop)
+    cands = RuleReasoner(lookup="missing").reason(Query("Alice", "citizen_of"), [r], facts, second_hop=hop)
     assert [(c.answer, c.evidence) for c in cands] == [("Norland", ["d1", "d9"])]
-    assert asked == [("Tarvik", "located_in")]
+    assert asked == [("Tarvik", "located_in")]  # the first atom's fact was retrieved: not looked up
+    asked.clear()
+    assert [c.answer for c in RuleReasoner().reason(Query("Alice", "citizen_of"), [r], facts, second_hop=hop)] == ["Norland"]
+    assert asked == [("Alice", "born_in"), ("Tarvik", "located_in")]  # lookup="always": every atom
+
+
+def test_lookup_always_completes_a_partly_retrieved_atom_and_counts_shared_facts_once():
+    r = rule("consult(X,Y) <- visit(X,Y)", 1.0)
+    old = Fact("A", "visit", "B", "2014-01-01", doc_id="d1")
+    recent = Fact("A", "visit", "C", "2014-01-09", doc_id="d2")
+    hop = lambda entity, relation: [old, recent] if (entity, relation) == ("A", "visit") else []  # noqa: E731
+    q = Query("A", "consult", "2014-01-10")
+    # only the old visit was retrieved: "missing" never sees the recent one, "always" does
+    assert [c.answer for c in RuleReasoner(lookup="missing", recency_decay=0.1).reason(q, [r], [old], hop)] == ["B"]
+    cands = RuleReasoner(recency_decay=0.1).reason(q, [r], [old], hop)
+    assert [c.answer for c in cands] == ["C", "B"]
+    assert cands[1].score == pytest.approx(math.exp(-0.1 * 9)) and cands[1].evidence == ["d1"]  # d1 once, not twice
+    with pytest.raises(ValueError, match="lookup"):
+        RuleReasoner(lookup="sometimes")
+
+
+def test_lookups_keep_the_latest_facts_before_the_question():
+    r = rule("consult(X,Y) <- visit(X,Y)", 1.0)
+    facts = [Fact("A", "visit", f"E{y}", str(y), doc_id=f"d{y}") for y in range(1990, 2030)]  # oldest first
+    hop = lambda entity, relation: facts if (entity, relation) == ("A", "visit") else []  # noqa: E731
+    cands = RuleReasoner(max_second_hop=1).reason(Query("A", "consult", "2015"), [r], [], hop)  # 10 facts at most
+    assert sorted(c.answer for c in cands) == sorted(f"E{y}" for y in range(2005, 2015))  # the 10 latest before 2015
+    assert cands[0].answer == "E2014"
+
+
+def test_yearly_ages_are_counted_in_days():
+    r = rule("consult(X,Y) <- visit(X,Y)", 1.0)
+    facts = [Fact("A", "visit", "B", "2013"), Fact("A", "visit", "C", "2009")]
+    cands = RuleReasoner(recency_decay=0.003).reason(Query("A", "consult", "2014"), [r], facts)
+    assert [c.answer for c in cands] == ["B", "C"]
+    assert cands[0].score == pytest.approx(math.exp(-0.003 * 365.2425))  # one year = 365.2425 days
+    assert cands[1].score == pytest.approx(math.exp(-0.003 * 5 * 365.2425))
 
 
 def test_rules_for_other_relations_and_the_subject_itself_are_ignored():

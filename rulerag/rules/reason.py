@@ -5,15 +5,18 @@ the retrieved documents, every rule whose head relation is the query's is ground
 ``X = subject``: a length-1 body ``b(X,Y)`` proposes the ``Y`` of each fact ``b(subject, Y)``
 (inverse atoms ``b(Y,X)`` read the fact the other way round); a length-2 body ``b1(X,Z), b2(Z,Y)``
 first binds ``Z`` from ``b1`` facts, then reads ``b2(Z, Y)`` facts, fetched through the optional
-``second_hop(entity, relation)`` callback when the retrieved documents do not hold them (iterative
-rule-guided retrieval: every body atom is looked up with the entity bound so far, the question's
-subject for the first). For temporal queries only facts dated strictly before the query's time are
+``second_hop(entity, relation)`` callback (iterative rule-guided retrieval: every body atom is
+looked up with the entity bound so far, the question's subject for the first). ``lookup="always"``
+(the default) merges each lookup's latest ``max_second_hop * 10`` facts with the retrieved ones, so
+a retrieved top k holding some of an atom's facts never hides the rest; ``"missing"`` looks up only
+atoms the retrieved documents hold no fact for. For temporal queries only facts dated strictly before the query's time are
 used, and a length-2 grounding must be time-ordered (``t1 <= t2``).
 
 Scores (TLogic-style): a grounding scores ``confidence * exp(-recency_decay * age)``, where ``age``
-is the query time minus the grounding's latest body time (in days for dated facts, in years for
-yearly ones; 0 for static facts). A candidate keeps its best grounding per rule, and its rules are
-combined by noisy-or, ``1 - prod(1 - s_rule)``. The query's subject is never a candidate.
+is the query time minus the grounding's latest body time in days (yearly facts: years x 365.2425,
+so one decay suits daily and yearly KGs; 0 for static facts). A candidate keeps its best grounding
+per rule, and its rules are combined by noisy-or, ``1 - prod(1 - s_rule)``. The query's subject is
+never a candidate.
 
 History (optional, ``history_weight > 0``): the subject's own past facts (``history``, any
 relation, either direction) also propose their other entity, weighted ``exp(-history_decay * age)``
@@ -96,18 +99,27 @@ class Candidate:
         return {"answer": self.answer, "score": round(self.score, 6), "rules": self.rules, "evidence": self.evidence}
 
 
+DAYS_PER_YEAR = 365.2425  #: mean Gregorian year
+
+
 def time_value(time: str | None) -> float | None:
-    """``YYYY-MM-DD`` -> days since 1970; a year -> the year; ``None`` -> ``None``."""
+    """Days since 1970: ``YYYY-MM-DD`` exactly, a year at its start (``(year - 1970) * 365.2425``),
+    so every decay is per day whatever the KG's granularity; ``None`` -> ``None``.
+
+    Example:
+        >>> time_value("1970-01-11"), time_value("1971"), time_value(None)
+        (10.0, 365.2425, None)
+    """
     if time is None:
         return None
-    return float(date_to_day(time)) if "-" in time[1:] else float(time)
+    return float(date_to_day(time)) if "-" in time[1:] else (float(time) - 1970) * DAYS_PER_YEAR
 
 
 SecondHop = Callable[[str, str], Iterable[Fact]]
 
 
 class RuleReasoner:
-    """Applies rules to facts; ``recency_decay`` per day (dated facts) or per year (yearly facts)."""
+    """Applies rules to facts; every decay is per day of age (a yearly fact's age is its years x 365.2425)."""
 
     def __init__(
         self,
@@ -119,7 +131,11 @@ class RuleReasoner:
         history_same_relation: float = 5.0,
         prior_weight: float = 0.0,
         prior_decay: float = 0.01,
+        lookup: str = "always",
     ) -> None:
+        if lookup not in ("missing", "always"):
+            raise ValueError(f"lookup must be 'missing' or 'always', not {lookup!r}")
+        self.lookup = lookup
         self.recency_decay = recency_decay
         self.max_second_hop = max_second_hop
         self.history_weight = history_weight
@@ -155,13 +171,16 @@ class RuleReasoner:
             index[(f.subject, f.relation + ">")].append((f.object, f))
             index[(f.object, f.relation + "<")].append((f.subject, f))
         fetched: set[tuple[str, str]] = set()
+        known = set(usable)  # a fact both retrieved and looked up counts once
 
         def step(entity: str, atom: Atom, from_var: str, fetch: bool = False) -> list[tuple[str, Fact]]:
             key = (entity, atom.relation + (">" if atom.subject == from_var else "<"))
-            if fetch and not index.get(key) and second_hop is not None and (entity, atom.relation) not in fetched:
+            wanted = self.lookup == "always" or not index.get(key)
+            if fetch and wanted and second_hop is not None and (entity, atom.relation) not in fetched:
                 fetched.add((entity, atom.relation))
-                for f in list(second_hop(entity, atom.relation))[: self.max_second_hop * 10]:
-                    if before(f):
+                for f in self._most_recent([f for f in second_hop(entity, atom.relation) if before(f)]):
+                    if f not in known:
+                        known.add(f)
                         index[(f.subject, f.relation + ">")].append((f.object, f))
                         index[(f.object, f.relation + "<")].append((f.subject, f))
             return index.get(key, [])
@@ -197,6 +216,15 @@ class RuleReasoner:
                     cand.score += self.prior_weight * w
                     cand.rules.append("prior")
         return sorted(per_answer.values(), key=lambda c: (-c.score, c.answer))
+
+    def _most_recent(self, facts: list[Fact]) -> list[Fact]:
+        """At most ``max_second_hop * 10`` of ``facts``: the latest ones (undated facts count as oldest)."""
+        cap = self.max_second_hop * 10
+        if len(facts) <= cap:
+            return facts
+        times = [time_value(f.time) for f in facts]
+        order = sorted(range(len(facts)), key=lambda i: (-math.inf if times[i] is None else times[i], -i), reverse=True)
+        return [facts[i] for i in sorted(order[:cap])]
 
     def reason_with(self, query: Query, rules: Sequence[Rule], facts: Iterable[Fact], index: FactIndex) -> list[Candidate]:
         """:meth:`reason` with the second hop, the subject's history and the relation prior read
