@@ -23,6 +23,9 @@ questions) and single-threaded (torch, FAISS and BLAS limited to one thread):
   (``rulerag.text.tokenize``) by default, so the two BM25s see the same terms; ``--peer-tokenizer
   split`` uses LangChain's default (``str.split``).
 
+``--bm25-variants robertson,atire,...`` reruns RuleRAG's side (recall only, untimed) with its BM25
+rebuilt in other bm25s variants, to show how much of a small recall gap is BM25 tie-breaking.
+
 Recall@10 is :func:`rulerag.metrics.recall_at_k` against each question's ``golden_answers``.
 Writes ``benchmarks/results/peer_langchain.md`` and ``.json`` (``--out``).
 """
@@ -39,6 +42,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
@@ -57,6 +61,7 @@ from rulerag.bench.runner import mcnemar  # noqa: E402
 from rulerag.config import Dedup, MergePolicy, Mode, RetrieverKind, Settings, load_settings  # noqa: E402
 from rulerag.embedding import resolve_model_path  # noqa: E402
 from rulerag.metrics import recall_at_k  # noqa: E402
+from rulerag.retrieval.bm25 import BM25Index  # noqa: E402
 from rulerag.retrieval.fusion import round_robin, rrf  # noqa: E402
 from rulerag.retrieval.guided import RuleGuidedRetriever, rule_query  # noqa: E402
 from rulerag.retrieval.hits import Hit  # noqa: E402
@@ -240,6 +245,7 @@ def write_report(result: dict[str, Any], out: Path) -> None:
            f"against LangChain: RuleRAG only {result['paired_defaults']['a_only']}, LangChain only "
            f"{result['paired_defaults']['b_only']}, p = {result['paired_defaults']['p_value']:.3g}.", ""]
           if result.get("paired_defaults") else []),
+        *_variant_lines(result, k),
         "Where the two differ: the BM25 variant (bm25s Lucene idf `log(1 + (N - df + 0.5) / (df + 0.5))`, zero-score documents "
         "dropped; rank-bm25 Okapi idf `log((N - df + 0.5) / (df + 0.5))` floored at 0.25 x the mean idf, and its top-n "
         "includes zero-score documents), and how the work is done: bm25s scores against a precomputed sparse matrix and "
@@ -263,6 +269,34 @@ def write_report(result: dict[str, Any], out: Path) -> None:
     (out / "peer_langchain.md").write_text("\n".join(lines), encoding="utf-8")
 
 
+def _variant_lines(result: dict[str, Any], k: int) -> list[str]:
+    variants = result.get("bm25_variants")
+    if not variants:
+        return []
+    lines = ["Sensitivity to the BM25 variant: RuleRAG's side of the same work rerun with its BM25 rebuilt in other bm25s "
+             "variants (same tokens, k1 = 1.5, b = 0.75; recall only, untimed), each paired with LangChain:", "",
+             f"| RuleRAG BM25 variant | Recall@{k} | RuleRAG only | LangChain only | p |", "|---|---|---|---|---|"]
+    main_row = {"recall": result["rows"]["rulerag_batched"]["recall"], "paired": result["paired"]}
+    for method, row in {"lucene (stored indexes, the rows above)": main_row, **variants}.items():
+        p = row["paired"]
+        lines.append(f"| {method} | {100 * row['recall']:.1f} | {p['a_only']} | {p['b_only']} | {p['p_value']:.3g} |")
+    return [*lines, ""]
+
+
+def bm25_variant_recalls(index: Index, rules: RuleStore, settings: Settings, questions: Sequence[dict], k: int,
+                         methods: Sequence[str], peer_hits: Sequence[float]) -> dict[str, dict[str, Any]]:
+    """RuleRAG's recall on the same work with its BM25 rebuilt in each bm25s ``methods`` variant."""
+    texts = [d.contents for d in index.docs]
+    out = {}
+    for method in methods:
+        print(f"  BM25 variant {method} ...", file=sys.stderr)
+        variant = dataclasses.replace(index, bm25=BM25Index.build(texts, method=method))
+        got, _ = Ours(variant, rules, settings).retrieve(questions, k)
+        hits = _recall(got, questions, k)
+        out[method] = {"recall": float(np.mean(hits)), "paired": mcnemar(hits, list(peer_hits))}
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", type=Path, default=Path("/tmp/ruleqa/ruleqa-i"), help="RuleQA benchmark directory")
@@ -275,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--threads", type=int, default=1, help="torch / FAISS threads for both systems")
     ap.add_argument("--no-defaults", action="store_true", help="skip the reference run of RuleRAG's default settings")
     ap.add_argument("--peer-tokenizer", choices=("rulerag", "split"), default="rulerag", help="BM25Retriever preprocess_func")
+    ap.add_argument("--bm25-variants", default="", help="comma-separated bm25s methods (robertson, atire, bm25l, bm25+) to "
+                    "rerun RuleRAG's side with, recall only (default: none)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
     _require_peer()
@@ -379,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "defaults": ({"dedup": defaults.retrieval.dedup.value, "rule_evidence": defaults.retrieval.rule_evidence,
                       "evidence_merge": getattr(defaults.retrieval, "evidence_merge", None) and defaults.retrieval.evidence_merge.value}
                      if with_defaults else None),
+        "bm25_variants": bm25_variant_recalls(index, rules, settings, questions, args.k,
+                                              [m for m in args.bm25_variants.split(",") if m], hits["langchain"]) or None,
         "discordant": {q["id"]: {"rulerag": a, "langchain": b} for q, a, b in zip(questions, hits["rulerag_batched"], hits["langchain"]) if a != b},
         "identical_top_k": float(np.mean([a == b for a, b in zip(ours_texts, peer_texts)])),
         "same_set_top_k": float(np.mean([set(a) == set(b) for a, b in zip(ours_texts, peer_texts)])),

@@ -50,7 +50,8 @@ def bench(tmp_path_factory):
 
 
 def test_peer_benchmark_runs_both_systems_on_the_same_queries(peer_module, bench, tmp_path):
-    result = peer_module.main(["--bench", str(bench), "--limit", "0", "--warmup", "0", "--batch-size", "2", "--out", str(tmp_path)])
+    result = peer_module.main(["--bench", str(bench), "--limit", "0", "--warmup", "0", "--batch-size", "2", "--out", str(tmp_path),
+                                "--bm25-variants", "lucene,robertson"])
     assert result["questions"] == 3
     assert result["queries"] > 3  # the demo rules add rule queries (main() exits when the two sides' queries differ)
     assert result["embedding_max_abs_diff"] < 1e-5  # the peer's HuggingFaceEmbeddings = our encoder
@@ -60,8 +61,14 @@ def test_peer_benchmark_runs_both_systems_on_the_same_queries(peer_module, bench
     assert 0 < rows["rulerag_batched"]["recall"] < 1  # q3's gold answer is nowhere in the corpus
     saved = json.loads((tmp_path / "peer_langchain.json").read_text())
     assert saved["rows"]["langchain"]["recall"] == rows["langchain"]["recall"]
+    # the variant rerun rebuilds BM25 in memory; its lucene row must reproduce the stored index's run
+    variants = result["bm25_variants"]
+    assert set(variants) == {"lucene", "robertson"}
+    assert variants["lucene"]["recall"] == rows["rulerag_batched"]["recall"]
+    assert 0 <= variants["robertson"]["recall"] <= 1
     md = (tmp_path / "peer_langchain.md").read_text()
     assert "| LangChain EnsembleRetriever" in md and "peer_langchain.py --bench" in md
+    assert "| robertson |" in md
 
 
 def test_peer_dense_side_searches_our_vectors(peer_module, bench):

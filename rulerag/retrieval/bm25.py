@@ -32,9 +32,10 @@ class BM25Index:
         self.num_docs = num_docs
 
     @classmethod
-    def build(cls, texts: list[str], *, k1: float = 1.5, b: float = 0.75, progress: bool = False) -> BM25Index:
-        """Tokenise with :func:`rulerag.text.tokenize` and index (bm25s, method ``lucene``)."""
-        model = bm25s.BM25(k1=k1, b=b, method="lucene")
+    def build(cls, texts: list[str], *, k1: float = 1.5, b: float = 0.75, method: str = "lucene", progress: bool = False) -> BM25Index:
+        """Tokenise with :func:`rulerag.text.tokenize` and index with bm25s. ``method`` is a bm25s
+        variant (``lucene``, the one stored indexes use; ``robertson``, ``atire``, ``bm25l``, ``bm25+``)."""
+        model = bm25s.BM25(k1=k1, b=b, method=method)
         model.index([tokenize(t) or ["<empty>"] for t in texts], show_progress=progress)
         return cls(model, len(texts))
 
