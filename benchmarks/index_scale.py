@@ -638,7 +638,9 @@ def write_results(res: dict[str, Any], a: argparse.Namespace) -> None:
     cmd = (f".venv/bin/python benchmarks/index_scale.py --bench {a.bench}" + (f" --limit-docs {a.limit_docs}" if a.limit_docs else "")
            + (f" --threads {a.threads}" if a.threads else "") + (" --synthetic-full" if a.synthetic_full else "")
            + (f" --synthetic-kinds {a.synthetic_kinds}" if a.synthetic_full and a.synthetic_kinds != ",".join(KINDS) else "")
-           + (f" --vectors-from-index {a.vectors_from_index}" if a.vectors_from_index else ""))
+           + (f" --vectors-from-index {a.vectors_from_index}" if a.vectors_from_index else "")
+           + (" --fractions " + ",".join(f"{f:g}" for f in a.fractions) if a.fractions != [0.5, 1.0] else "")
+           + (f" --out {a.out}" if Path(a.out).resolve() != (HERE / "results").resolve() else ""))
     res.update(
         reproduce=cmd, date=dt.date.today().isoformat(), libraries=library_versions(), python=platform.python_version(),
         machine=f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}", threads=a.threads,
