@@ -43,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 PREVIOUS = {"recency_decay": 0.01, "history_decay": 0.01, "history_same_relation": 5.0, "prior_weight": 0.0}
 #: The reasoner counted a yearly fact's age in years until it counted every age in days; on a
 #: yearly KG, dividing the (per-day) decays by the days in a year scores exactly as before.
-PER_YEAR = "decays / 365.2425 (yearly ages in years, as before)"
+PER_YEAR = "decays / 365.2425 (on a yearly KG: ages in years, as before)"
 SWEEP = {
     "history_weight": [0.0, 0.5, 2.0],
     "history_decay": [0.001, 0.01, 0.03],
