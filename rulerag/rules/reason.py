@@ -9,8 +9,8 @@ first binds ``Z`` from ``b1`` facts, then reads ``b2(Z, Y)`` facts, fetched thro
 looked up with the entity bound so far, the question's subject for the first). ``lookup="always"``
 (the default) merges each lookup's latest ``max_second_hop * 10`` facts with the retrieved ones, so
 a retrieved top k holding some of an atom's facts never hides the rest; ``"missing"`` looks up only
-atoms the retrieved documents hold no fact for. For temporal queries only facts dated strictly before the query's time are
-used, and a length-2 grounding must be time-ordered (``t1 <= t2``).
+atoms the retrieved documents hold no fact for. For temporal queries only facts dated strictly
+before the query's time are used, and a length-2 grounding must be time-ordered (``t1 <= t2``).
 
 Scores (TLogic-style): a grounding scores ``confidence * exp(-recency_decay * age)``, where ``age``
 is the query time minus the grounding's latest body time in days (yearly facts: years x 365.2425,
@@ -167,9 +167,13 @@ class RuleReasoner:
 
         usable = [f for f in facts if before(f)]
         index: dict[tuple[str, str], list[tuple[str, Fact]]] = defaultdict(list)  # (entity, relation) -> (other end, fact)
-        for f in usable:
+
+        def add(f: Fact) -> None:  # readable from either end
             index[(f.subject, f.relation + ">")].append((f.object, f))
             index[(f.object, f.relation + "<")].append((f.subject, f))
+
+        for f in usable:
+            add(f)
         fetched: set[tuple[str, str]] = set()
         known = set(usable)  # a fact both retrieved and looked up counts once
 
@@ -181,8 +185,7 @@ class RuleReasoner:
                 for f in self._most_recent([f for f in second_hop(entity, atom.relation) if before(f)]):
                     if f not in known:
                         known.add(f)
-                        index[(f.subject, f.relation + ">")].append((f.object, f))
-                        index[(f.object, f.relation + "<")].append((f.subject, f))
+                        add(f)
             return index.get(key, [])
 
         best: dict[tuple[str, str], tuple[float, list[str]]] = {}  # (answer, rule id) -> (score, evidence)
