@@ -180,6 +180,28 @@ def test_existing_out_needs_overwrite_and_failures_leave_nothing(flat, encoder_d
     load_index(out)  # checksums and encoder fingerprint verified
 
 
+def test_corrupt_source_is_refused_and_documents_are_never_parsed(flat, encoder_dir, tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    shutil.copytree(flat, src)
+    with open(src / DOCS, "ab") as fh:
+        fh.write(b"\n")
+    with pytest.raises(IndexLoadError, match=r"docs.jsonl does not match its checksum .* Fix: rebuild"):
+        _convert(src, tmp_path / "out", encoder_dir, faiss_type="hnsw")
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path / "out") == []
+
+    import rulerag.retrieval.index as index_module
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("convert parsed the documents or loaded BM25")
+
+    monkeypatch.setattr(index_module.orjson, "loads", no_parsing)
+    monkeypatch.setattr(index_module.BM25Index, "load", no_parsing)
+    manifest = _convert(flat, tmp_path / "out", encoder_dir, faiss_type="hnsw")
+    monkeypatch.undo()
+    assert manifest.num_docs == read_manifest(flat).num_docs
+    assert len(load_index(tmp_path / "out").docs) == manifest.num_docs
+
+
 def test_cli_convert(flat, tmp_path):
     out = tmp_path / "ivf"
     res = CliRunner().invoke(app, ["index", "convert", "--index", str(flat), "--out", str(out), "--faiss-type", "ivf", "--ivf-nlist", "4", "-q"])

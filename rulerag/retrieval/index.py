@@ -23,7 +23,8 @@ import json
 import platform
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -403,11 +404,8 @@ def convert_index(
     ivfpq_plain = "an IVF-PQ index without exact re-ranking (index.ivfpq_refine=0)"
     if source.faiss_type == "ivfpq" and not (source.settings.get("index") or {}).get("ivfpq_refine"):
         raise lossy(ivfpq_plain)  # known from the manifest: refuse before reading anything
-    loaded = load_index(src, index_settings=IndexSettings(gpu=GpuPolicy.never), mmap=True)
-    dense = loaded.dense
-    del loaded  # the parsed documents are not needed: docs.jsonl is copied line by line
-    if dense is None:  # pragma: no cover - load_index reads dense.faiss whenever embedding_model is set
-        raise IndexLoadError(f"{src} has no dense index. Fix: rebuild it with {rebuild}")
+    _check_files(src, source, verify=True)  # docs.jsonl and BM25 are copied as they are: neither is parsed
+    dense = _load_dense(src, source, IndexSettings(gpu=GpuPolicy.never), mmap=True)
     vectors = dense.stored_vectors(progress=progress)
     if vectors is None:
         raise lossy(ivfpq_plain if dense.params()["type"] == "ivfpq" else f"a FAISS {type(dense.cpu_index).__name__} index")
@@ -452,6 +450,40 @@ def read_manifest(path: str | Path) -> Manifest:
     return manifest
 
 
+def _check_files(path: Path, manifest: Manifest, *, verify: bool) -> None:
+    """Refuse a directory missing one of the manifest's files or, with ``verify``, one whose
+    SHA-256 differs from the manifest's."""
+    for rel, digest in manifest.files.items():
+        fpath = path / rel
+        if not fpath.is_file():
+            raise IndexLoadError(f"{path} is missing {rel}. Fix: rebuild the index with `rulerag index build --overwrite`")
+        if verify and file_sha256(fpath) != digest:
+            raise IndexLoadError(f"{fpath} does not match its checksum in the manifest (corrupt or modified). Fix: rebuild the index with `rulerag index build --overwrite`")
+
+
+@contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """Turn any library's parse error while reading ``path``'s files into an :class:`IndexLoadError`."""
+    try:
+        yield
+    except IndexLoadError:
+        raise
+    except Exception as exc:  # any library's parse error means the same thing to the user
+        raise IndexLoadError(f"{path} could not be read ({type(exc).__name__}: {exc}). Fix: rebuild the index with `rulerag index build --overwrite`") from exc
+
+
+def _load_dense(path: Path, manifest: Manifest, index_settings: IndexSettings | None, *, mmap: bool) -> DenseIndex:
+    """The FAISS index of ``path`` (whose files :func:`_check_files` passed), refused when its size
+    or dimension disagrees with the manifest."""
+    with _readable(path):
+        dense = DenseIndex.load(path / DENSE, index_settings, mmap=mmap)
+    if dense.size != manifest.num_docs:
+        raise IndexLoadError(f"{path}: manifest says {manifest.num_docs} documents, FAISS has {dense.size}. Fix: rebuild the index")
+    if dense.dimension != manifest.embedding_dim:
+        raise IndexLoadError(f"{path}: FAISS dimension {dense.dimension} differs from the manifest's {manifest.embedding_dim}. Fix: rebuild the index")
+    return dense
+
+
 def load_index(
     path: str | Path,
     *,
@@ -474,24 +506,13 @@ def load_index(
             f"{path} was built with embedding model {manifest.embedding_model!r} but {embedding_model!r} was asked for. "
             f"Fix: drop the embedding.model setting to use the index's model, or rebuild the index with --embedding-model {embedding_model}"
         )
-    for rel, digest in manifest.files.items():
-        fpath = path / rel
-        if not fpath.is_file():
-            raise IndexLoadError(f"{path} is missing {rel}. Fix: rebuild the index with `rulerag index build --overwrite`")
-        if verify and file_sha256(fpath) != digest:
-            raise IndexLoadError(f"{fpath} does not match its checksum in the manifest (corrupt or modified). Fix: rebuild the index with `rulerag index build --overwrite`")
-    try:
+    _check_files(path, manifest, verify=verify)
+    with _readable(path):
         docs = [Document(d.pop("id"), d.pop("contents"), d) for d in map(orjson.loads, (path / DOCS).read_bytes().splitlines())]
         bm25 = BM25Index.load(path / BM25_DIR, len(docs), mmap=mmap)
-        dense = DenseIndex.load(path / DENSE, index_settings, mmap=mmap) if manifest.embedding_model else None
-    except IndexLoadError:
-        raise
-    except Exception as exc:  # any library's parse error means the same thing to the user
-        raise IndexLoadError(f"{path} could not be read ({type(exc).__name__}: {exc}). Fix: rebuild the index with `rulerag index build --overwrite`") from exc
-    if len(docs) != manifest.num_docs or (dense is not None and dense.size != manifest.num_docs):
-        raise IndexLoadError(f"{path}: manifest says {manifest.num_docs} documents, store has {len(docs)}, FAISS has {dense.size if dense else 0}. Fix: rebuild the index")
-    if dense is not None and dense.dimension != manifest.embedding_dim:
-        raise IndexLoadError(f"{path}: FAISS dimension {dense.dimension} differs from the manifest's {manifest.embedding_dim}. Fix: rebuild the index")
+    if len(docs) != manifest.num_docs:
+        raise IndexLoadError(f"{path}: manifest says {manifest.num_docs} documents, store has {len(docs)}. Fix: rebuild the index")
+    dense = _load_dense(path, manifest, index_settings, mmap=mmap) if manifest.embedding_model else None
     if verify:
         check_encoder(path, manifest)
     return Index(path, manifest, docs, bm25, dense)
