@@ -18,13 +18,16 @@ Each fine-tuned encoder is trained with ``rulerag.finetune.retriever.train_retri
 benchmark's ``finetune_retriever.jsonl`` (never on test facts) and the whole corpus is embedded
 again with it (a dense index per encoder: minutes per encoder on a CPU). Models, indexes and
 retrieval caches go to ``--work`` (outside git); an existing complete model or index there is
-reused, so an interrupted run resumes. Writes ``benchmarks/results/finetune_<bench>.md`` and
+reused, so an interrupted run resumes. ``--retrieval paper`` (default) retrieves with the paper-style
+retriever so the encoders are compared on their own; ``--retrieval defaults`` with the toolkit's
+retrieval defaults. Writes ``benchmarks/results/finetune_<bench>[_defaults].md`` and
 ``.json`` with training and indexing times, the settings and the command that reproduces it.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -65,6 +68,13 @@ ROWS = [
 ]
 #: paired tests on Recall@10 hits: (baseline row, variant row)
 TESTS = [(0, 1), (1, 5), (0, 3), (3, 5), (4, 5), (0, 5)]
+#: ``--retrieval``: settings the rows retrieve with. ``paper``: the paper's retriever (rule queries
+#: only: no de-duplication, no reasoner evidence, no history), so the encoders are compared on their
+#: own; ``defaults``: the toolkit's defaults, where the reasoner's evidence leads every rule-guided list.
+RETRIEVAL = {
+    "paper": {"retrieval": {"rule_evidence": 0, "dedup": "none"}, "reasoner": {"history_weight": 0}},
+    "defaults": {},
+}
 
 
 def train(args, name: str, with_rules: bool, models: Path) -> tuple[Path, dict]:
@@ -124,6 +134,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch threads for training and embedding (1 is often fastest on a busy CPU)")
     ap.add_argument("--embed-batch", type=int, default=64)
+    ap.add_argument("--retrieval", choices=sorted(RETRIEVAL), default="paper",
+                    help="paper: the paper's retriever, encoders compared on their own (writes finetune_<bench>.md); "
+                         "defaults: the toolkit's retrieval defaults (writes finetune_<bench>_defaults.md)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
 
@@ -166,7 +179,10 @@ def main() -> None:
             runner = runners[key] = Runner(RunConfig(bench=args.bench, out=work / "runs" / f"{key}-{tag}", retrievers=["dense"], modes=[mode],
                                                      answerers=["none"], limit=args.questions, seed=args.seed,
                                                      index=Path(encoders[key]["index"]), progress=not args.quiet))
-        runner.settings = load_settings(overrides={"retrieval": {"rule_query": style}} if style else None)
+        overrides = copy.deepcopy(RETRIEVAL[args.retrieval])
+        if style:
+            overrides.setdefault("retrieval", {})["rule_query"] = style
+        runner.settings = load_settings(overrides=overrides or None)
         t = time.perf_counter()
         got = runner.retrieve("dense", mode)
         qs = runner.questions
@@ -190,14 +206,23 @@ def main() -> None:
         "command": command, "total_seconds": round(time.perf_counter() - t_all, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "paper": PAPER.get(name),
     }
-    out_json = HERE / "results" / f"finetune_{name}.json"
+    stem = f"finetune_{name}" + ("" if args.retrieval == "paper" else f"_{args.retrieval}")
+    out_json = HERE / "results" / f"{stem}.json"
     out_json.write_text(json.dumps(results, indent=2) + "\n")
-    (HERE / "results" / f"finetune_{name}.md").write_text(render(results))
-    print(f"wrote {out_json} and finetune_{name}.md in {results['total_seconds']:.0f}s")
+    (HERE / "results" / f"{stem}.md").write_text(render(results))
+    print(f"wrote {out_json} and {stem}.md in {results['total_seconds']:.0f}s")
 
 
 def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
+
+
+RETRIEVAL_TEXT = {
+    "paper": "`--retrieval paper`: the paper-style retriever (rule queries only; no de-duplication, no reasoner evidence, "
+             "no history), so the encoders are compared on their own. With the toolkit defaults, see `--retrieval defaults`.",
+    "defaults": "`--retrieval defaults`: the toolkit's retrieval defaults (de-duplication, the reasoner's evidence first in "
+                "rule-guided lists), which can mask the encoder: compare with the `--retrieval paper` table.",
+}
 
 
 def render(results: dict) -> str:
@@ -211,6 +236,8 @@ def render(results: dict) -> str:
         "trained and built by this command unless complete ones with the same settings are already in `--work` (then reused); "
         "their training and embedding times are listed under Encoders. "
         f"This invocation took {results['total_seconds'] / 60:.0f} min.",
+        "",
+        RETRIEVAL_TEXT[s.get("retrieval", "defaults")],
         "",
         "Recall@k in % (a question is a hit when a gold answer occurs in the top k documents, as in `rulerag bench run`); "
         "time filter on, round-robin merge, 3 rules per question (the runner's defaults).",
