@@ -207,8 +207,7 @@ def open_index_vectors(index_dir: Path, corpus: Path, texts: list[str]) -> tuple
     from rulerag.config import DEFAULT_EMBEDDING_MODEL, IndexSettings
     from rulerag.corpus import file_sha256
     from rulerag.errors import IndexLoadError
-    from rulerag.retrieval.dense import DenseIndex
-    from rulerag.retrieval.index import DENSE, DOCS, check_encoder, read_manifest
+    from rulerag.retrieval.index import DENSE, DOCS, check_encoder, check_files, load_dense, read_manifest
 
     import orjson
 
@@ -244,10 +243,14 @@ def open_index_vectors(index_dir: Path, corpus: Path, texts: list[str]) -> tuple
                              f"{index_dir / DOCS} differs from line {pos + 1:,} of {corpus} (the index was built from "
                              f"{manifest.corpus_path}, SHA-256 {manifest.corpus_sha256[:12]}). Fix: pass an index of this "
                              f"corpus, built with {build}, or drop the flag")
-    dense = DenseIndex.load(index_dir / DENSE, IndexSettings(gpu="never"), mmap=True)  # vectors paged in per chunk
-    if dense.params()["type"] != "flat" or dense.size != manifest.num_docs:
-        sys.exit(f"{flag}: {index_dir / DENSE} is a {dense.params()['type']} index of {dense.size:,} vectors, the manifest "
-                 f"says flat, {manifest.num_docs:,}. Fix: rebuild the index with {build} --overwrite")
+    try:  # the same checks `rulerag index convert` makes before it reads stored vectors
+        check_files(index_dir, manifest, verify=True)
+        dense = load_dense(index_dir, manifest, IndexSettings(gpu="never"), mmap=True)  # vectors paged in per chunk
+    except IndexLoadError as exc:
+        sys.exit(f"{flag}: {exc}")
+    if dense.params()["type"] != "flat":
+        sys.exit(f"{flag}: {index_dir / DENSE} is a {dense.params()['type']} index, the manifest says flat. "
+                 f"Fix: rebuild the index with {build} --overwrite")
     return dense.cpu_index, manifest
 
 

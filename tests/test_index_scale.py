@@ -123,11 +123,19 @@ def _bm25_only(bench: Path, tmp: Path) -> tuple[Path, Path]:
     return bench, tmp / "bm25"
 
 
+def _corrupt_dense(bench: Path, tmp: Path) -> tuple[Path, Path]:
+    shutil.copytree(bench / "index", tmp / "corrupt")
+    dense = tmp / "corrupt" / "dense.faiss"
+    dense.write_bytes(dense.read_bytes()[: dense.stat().st_size // 2])  # a partial copy
+    return bench, tmp / "corrupt"
+
+
 @pytest.mark.parametrize(("make", "expected"), [
     (_changed_text, ["documents are not the corpus's", "document 7", "line 8"]),
     (_hnsw, ["a hnsw index", "only a flat index", "rulerag index convert"]),
     (_other_model, ["'other-model'", "'all-MiniLM-L6-v2'"]),
     (_bm25_only, ["BM25-only"]),
+    (_corrupt_dense, ["dense.faiss does not match its checksum", "rebuild the index"]),
 ])
 def test_embed_refuses_vectors_that_are_not_the_corpus(scale, bench, tmp_path, monkeypatch, capsys, make, expected):
     corpus_dir, index_dir = make(bench, tmp_path)

@@ -404,8 +404,8 @@ def convert_index(
     ivfpq_plain = "an IVF-PQ index without exact re-ranking (index.ivfpq_refine=0)"
     if source.faiss_type == "ivfpq" and not (source.settings.get("index") or {}).get("ivfpq_refine"):
         raise lossy(ivfpq_plain)  # known from the manifest: refuse before reading anything
-    _check_files(src, source, verify=True)  # docs.jsonl and BM25 are copied as they are: neither is parsed
-    dense = _load_dense(src, source, IndexSettings(gpu=GpuPolicy.never), mmap=True)
+    check_files(src, source, verify=True)  # docs.jsonl and BM25 are copied as they are: neither is parsed
+    dense = load_dense(src, source, IndexSettings(gpu=GpuPolicy.never), mmap=True)
     vectors = dense.stored_vectors(progress=progress)
     if vectors is None:
         raise lossy(ivfpq_plain if dense.params()["type"] == "ivfpq" else f"a FAISS {type(dense.cpu_index).__name__} index")
@@ -450,9 +450,15 @@ def read_manifest(path: str | Path) -> Manifest:
     return manifest
 
 
-def _check_files(path: Path, manifest: Manifest, *, verify: bool) -> None:
-    """Refuse a directory missing one of the manifest's files or, with ``verify``, one whose
-    SHA-256 differs from the manifest's."""
+def check_files(path: Path, manifest: Manifest, *, verify: bool) -> None:
+    """Refuse (:class:`IndexLoadError`) an index directory missing one of the manifest's files
+    or, with ``verify``, one whose SHA-256 differs from the manifest's.
+
+    Example::
+
+        manifest = read_manifest("indexes/demo")
+        check_files(Path("indexes/demo"), manifest, verify=True)
+    """
     for rel, digest in manifest.files.items():
         fpath = path / rel
         if not fpath.is_file():
@@ -472,9 +478,16 @@ def _readable(path: Path) -> Iterator[None]:
         raise IndexLoadError(f"{path} could not be read ({type(exc).__name__}: {exc}). Fix: rebuild the index with `rulerag index build --overwrite`") from exc
 
 
-def _load_dense(path: Path, manifest: Manifest, index_settings: IndexSettings | None, *, mmap: bool) -> DenseIndex:
-    """The FAISS index of ``path`` (whose files :func:`_check_files` passed), refused when its size
-    or dimension disagrees with the manifest."""
+def load_dense(path: Path, manifest: Manifest, index_settings: IndexSettings | None, *, mmap: bool) -> DenseIndex:
+    """The FAISS index of ``path`` (whose files :func:`check_files` passed), refused
+    (:class:`IndexLoadError`) when it cannot be parsed or its size or dimension disagrees with
+    the manifest. Loads nothing else: no documents, no BM25.
+
+    Example::
+
+        dense = load_dense(path, manifest, IndexSettings(gpu="never"), mmap=True)
+        vectors = dense.stored_vectors()
+    """
     with _readable(path):
         dense = DenseIndex.load(path / DENSE, index_settings, mmap=mmap)
     if dense.size != manifest.num_docs:
@@ -506,13 +519,13 @@ def load_index(
             f"{path} was built with embedding model {manifest.embedding_model!r} but {embedding_model!r} was asked for. "
             f"Fix: drop the embedding.model setting to use the index's model, or rebuild the index with --embedding-model {embedding_model}"
         )
-    _check_files(path, manifest, verify=verify)
+    check_files(path, manifest, verify=verify)
     with _readable(path):
         docs = [Document(d.pop("id"), d.pop("contents"), d) for d in map(orjson.loads, (path / DOCS).read_bytes().splitlines())]
         bm25 = BM25Index.load(path / BM25_DIR, len(docs), mmap=mmap)
     if len(docs) != manifest.num_docs:
         raise IndexLoadError(f"{path}: manifest says {manifest.num_docs} documents, store has {len(docs)}. Fix: rebuild the index")
-    dense = _load_dense(path, manifest, index_settings, mmap=mmap) if manifest.embedding_model else None
+    dense = load_dense(path, manifest, index_settings, mmap=mmap) if manifest.embedding_model else None
     if verify:
         check_encoder(path, manifest)
     return Index(path, manifest, docs, bm25, dense)
