@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/ruleqa_quality.py
 
 Reads ``benchmarks/results/ruleqa-{i,y,w,f,n}/results.json`` (from ``rulerag bench run``) and the
-LLM runs ``benchmarks/results/ruleqa-*-llm/results.json`` when present, and writes
-``benchmarks/results/ruleqa_quality.md``.
+LLM runs ``benchmarks/results/ruleqa-*-llm/results.json`` and the RuleRAG-FT retriever runs
+``benchmarks/results/finetune_ruleqa-*.json`` (``benchmarks/finetune_retriever.py``, paper-style
+retrieval) when present, and writes ``benchmarks/results/ruleqa_quality.md``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,19 @@ PAPER_CONTRIEVER = {
     "ruleqa-f": (80.6, 83.9, 49.0),
     "ruleqa-n": (87.6, 88.5, 51.3),
 }
+
+#: paper, Table 3: SSFT-DPR and RGFT-DPR Recall@10 (the retriever rows of the rule ablation)
+PAPER_FT = {
+    "ruleqa-i": (38.4, 45.1),
+    "ruleqa-y": (46.5, 55.7),
+    "ruleqa-w": (39.3, 49.9),
+    "ruleqa-f": (79.0, 95.1),
+    "ruleqa-n": (80.7, 92.5),
+}
+#: finetune_retriever.py row labels: base, base + rules, SSFT, RuleRAG-FT + rules (all with the rule text)
+FT_ROWS = ("(a) base, question only", "(b) base + rules (question + rule text)",
+           "(c) fine-tuned without rules (SSFT), question only",
+           "(d) fine-tuned with rules (RuleRAG-FT) + rules (question + rule text)")
 
 
 def _pct(v) -> str:
@@ -92,8 +106,45 @@ def main() -> None:
             "|---|---|---|" + "---|" * len(settings) + "---|",
             *llm_rows,
         ]
+    lines += _finetune_section()
     (HERE / "results" / "ruleqa_quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _finetune_section() -> list[str]:
+    """One row per set with a ``finetune_<set>.json``: R@1 / R@5 / R@10 of the four encoders, the
+    paired test of RuleRAG-FT + rules against base + rules, and the training times."""
+    rows = []
+    for name in SETS:
+        path = HERE / "results" / f"finetune_{name}.json"
+        if not path.exists():
+            continue
+        res = json.loads(path.read_text())
+        by = {r["row"]: r for r in res["rows"]}
+        cells = [" / ".join(_pct(by[label][f"recall@{k}"]) for k in (1, 5, 10)) for label in FT_ROWS]
+        test = next(t for t in res["paired_tests"] if t["baseline"] == FT_ROWS[1] and t["variant"] == FT_ROWS[3])
+        train = [res["encoders"][e]["training"]["train_seconds"] for e in ("rgft", "ssft")]
+        rows.append(
+            f"| {name} | {res['questions']} of {res['questions_total']} | {res['documents']:,} | " + " | ".join(cells)
+            + f" | {test['b_only']} / {test['a_only']}, p = {test['p_value']:.2g} | {train[0]:.0f} / {train[1]:.0f} | "
+            f"{PAPER_FT[name][0]} / {PAPER_FT[name][1]} |"
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        "## RuleRAG-FT retriever (all-MiniLM-L6-v2 fine-tuned on CPU, paper-style retrieval)",
+        "",
+        "Recall@1 / @5 / @10 in %, dense retrieval over the whole corpus, from `benchmarks/results/finetune_ruleqa-*.md` "
+        "(`benchmarks/finetune_retriever.py --bench DIR --lr 5e-5`; each file has its exact command, R@50, more rows "
+        "and paired tests). Rules: the question with each matched rule's text, lists merged round-robin. "
+        "Won / lost: questions only RuleRAG-FT + rules / only base + rules finds in its top 10 (exact McNemar p).",
+        "",
+        "| set | questions | documents | base | base + rules | SSFT | RuleRAG-FT + rules | FT + rules vs base + rules: won / lost | "
+        "training s (FT / SSFT) | paper R@10 SSFT-DPR / RGFT-DPR |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 if __name__ == "__main__":
