@@ -227,13 +227,14 @@ def open_index_vectors(index_dir: Path, corpus: Path, texts: list[str]) -> tuple
     if manifest.embedding_model != DEFAULT_EMBEDDING_MODEL:
         sys.exit(f"{flag}: its vectors come from embedding model {manifest.embedding_model!r}, the benchmark embeds with "
                  f"{DEFAULT_EMBEDDING_MODEL!r}. Fix: pass an index built with {build} and the default --embedding-model, or drop the flag")
-    try:
-        check_encoder(index_dir, manifest)  # the model's files still have the fingerprint recorded at build time
-    except IndexLoadError as exc:
-        sys.exit(f"{flag}: {exc}")
     if manifest.num_docs < len(texts):
         sys.exit(f"{flag}: the index holds {manifest.num_docs:,} documents, the benchmark needs the first {len(texts):,}. "
                  f"Fix: pass --limit-docs {manifest.num_docs} or an index of the whole corpus, built with {build}")
+    try:
+        check_encoder(index_dir, manifest)  # the model's files still have the fingerprint recorded at build time
+        check_files(index_dir, manifest, verify=True)  # docs.jsonl and dense.faiss are read below only once they match
+    except IndexLoadError as exc:
+        sys.exit(f"{flag}: {exc}")
     if manifest.corpus_sha256 != file_sha256(corpus):  # not built from this very file: compare the prefix's documents
         with open(index_dir / DOCS, "rb") as fh:
             for pos, (line, text) in enumerate(zip(fh, texts)):
@@ -243,8 +244,7 @@ def open_index_vectors(index_dir: Path, corpus: Path, texts: list[str]) -> tuple
                              f"{index_dir / DOCS} differs from line {pos + 1:,} of {corpus} (the index was built from "
                              f"{manifest.corpus_path}, SHA-256 {manifest.corpus_sha256[:12]}). Fix: pass an index of this "
                              f"corpus, built with {build}, or drop the flag")
-    try:  # the same checks `rulerag index convert` makes before it reads stored vectors
-        check_files(index_dir, manifest, verify=True)
+    try:  # size and dimension against the manifest, as `rulerag index convert` checks them
         dense = load_dense(index_dir, manifest, IndexSettings(gpu="never"), mmap=True)  # vectors paged in per chunk
     except IndexLoadError as exc:
         sys.exit(f"{flag}: {exc}")

@@ -41,10 +41,9 @@ PAPER_FT = {
     "ruleqa-f": (79.0, 95.1),
     "ruleqa-n": (80.7, 92.5),
 }
-#: finetune_retriever.py row labels: base, base + rules, SSFT, RuleRAG-FT + rules (all with the rule text)
-FT_ROWS = ("(a) base, question only", "(b) base + rules (question + rule text)",
-           "(c) fine-tuned without rules (SSFT), question only",
-           "(d) fine-tuned with rules (RuleRAG-FT) + rules (question + rule text)")
+#: the finetune_retriever.py rows shown, as (encoder, mode, rule query): base, base + rules, SSFT,
+#: RuleRAG-FT + rules (rule-guided rows query with the rule text, the fine-tuning's input)
+FT_ROWS = (("base", "standard", "-"), ("base", "rulerag", "rule"), ("ssft", "standard", "-"), ("rgft", "rulerag", "rule"))
 
 
 def _pct(v) -> str:
@@ -120,9 +119,10 @@ def _finetune_section() -> list[str]:
         if not path.exists():
             continue
         res = json.loads(path.read_text())
-        by = {r["row"]: r for r in res["rows"]}
-        cells = [" / ".join(_pct(by[label][f"recall@{k}"]) for k in (1, 5, 10)) for label in FT_ROWS]
-        test = next(t for t in res["paired_tests"] if t["baseline"] == FT_ROWS[1] and t["variant"] == FT_ROWS[3])
+        by = {(r["encoder"], r["mode"], r["rule_query"]): r for r in res["rows"]}
+        shown = [by[key] for key in FT_ROWS]
+        cells = [" / ".join(_pct(row[f"recall@{k}"]) for k in (1, 5, 10)) for row in shown]
+        test = next(t for t in res["paired_tests"] if (t["baseline"], t["variant"]) == (shown[1]["row"], shown[3]["row"]))
         train = [res["encoders"][e]["training"]["train_seconds"] for e in ("rgft", "ssft")]
         rows.append(
             f"| {name} | {res['questions']} of {res['questions_total']} | {res['documents']:,} | " + " | ".join(cells)
