@@ -25,13 +25,35 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
+async def _drain(receive: Receive, budget: int) -> None:
+    """Read and drop the rest of a request body, at most ``budget`` bytes.
+
+    A server that closes its socket with unread request bytes makes the kernel send a reset, which
+    can destroy the 413 already sent before the client reads it; reading the rest first lets the
+    client see the answer. Bodies larger than ``budget`` are cut off (the reset is then the price).
+    """
+    while budget >= 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
 class BodyLimitMiddleware:
     """413 for bodies over ``max_bytes``: at once when ``Content-Length`` says so, else as soon as
-    the bytes read pass the limit (chunked or lying clients)."""
+    the bytes read pass the limit (chunked or lying clients).
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    Before answering, the rest of an oversized body is read and dropped up to ``drain_bytes``
+    (default: four times the limit, at least 1 MiB) so the client reliably receives the 413
+    instead of a connection reset.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, drain_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.drain_bytes = drain_bytes if drain_bytes is not None else max(4 * max_bytes, 1 << 20)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,6 +67,8 @@ class BodyLimitMiddleware:
                     await _send_json(send, 400, error_body("invalid_content_length", "the Content-Length header is not a number. Fix: send a valid Content-Length"))
                     return
                 if length > self.max_bytes:
+                    if length <= self.drain_bytes:
+                        await _drain(receive, self.drain_bytes)
                     await _send_json(send, 413, error_body("body_too_large", f"the request body ({length} bytes) is larger than {self.max_bytes} bytes. Fix: send a smaller body (server limit max_body_bytes)"))
                     return
         seen = 0
@@ -56,6 +80,8 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    if message.get("more_body", False):
+                        await _drain(receive, self.drain_bytes)
                     raise BodyTooLarge(self.max_bytes)
             return message
 
