@@ -70,17 +70,28 @@ def test_balanced_and_uniform_sampling(toy_kg, tmp_path):
     assert len(load_questions(tmp_path / "uni")) == 20
 
 
-def test_finetuning_splits_are_disjoint_from_test_and_time_ordered(toy_kg, tmp_path):
+def test_finetuning_splits_are_disjoint_from_test_and_take_the_latest_evidence(toy_kg, tmp_path):
     build_benchmark(toy_kg, tmp_path / "b", _config(), progress=False)
     questions = {q["question"] for q in load_questions(tmp_path / "b")}
     pairs = [orjson.loads(x) for x in (tmp_path / "b" / "finetune_retriever.jsonl").read_bytes().splitlines()]
     gens = [orjson.loads(x) for x in (tmp_path / "b" / "finetune_generator.jsonl").read_bytes().splitlines()]
     assert pairs and gens
+    docs = {d["id"]: d for d in map(orjson.loads, (tmp_path / "b" / "corpus.jsonl").read_bytes().splitlines())}
+    dates: dict[tuple, list[str]] = {}
+    for d in docs.values():
+        dates.setdefault((d["subject"], d["relation"], d["object"]), []).append(d["time"])
+    repeated = 0
     for p in pairs:
         assert p["question"] not in questions
         q_date = p["question"].rsplit(" on ", 1)[1].rstrip("?")
         for text in p["positive_texts"]:
             assert text.split()[1] < q_date, "a supporting fact must precede the question's time"
+        for pid in p["positive_ids"]:  # the most recent fact of its triple before the question
+            d = docs[pid]
+            earlier = [t for t in dates[(d["subject"], d["relation"], d["object"])] if t < q_date]
+            assert d["time"] == max(earlier), (p["id"], d["time"], earlier)
+            repeated += len(earlier) > 1
+    assert repeated, "the toy KG repeats triples, so the latest-fact choice is exercised"
     assert all("<rules>" in g["prompt"] or "leads to" in g["prompt"] for g in gens)
 
 

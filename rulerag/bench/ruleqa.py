@@ -176,9 +176,12 @@ class _FactIndex:
         self.rel_id = {name: i for i, name in enumerate(kg.relations)}
 
     def _before(self, facts: list[int], t: int | None) -> list[int]:
+        """The facts dated before ``t``, most recent first (a temporal KG repeats a triple at many
+        times; the latest is the evidence a question at ``t`` needs, so that is what training sees)."""
         if t is None or self.kg.times is None:
             return facts
-        return [i for i in facts if self.kg.times[i] < t]
+        times = self.kg.times
+        return sorted((i for i in facts if times[i] < t), key=lambda i: -int(times[i]))
 
     def _edges(self, rel: int, forward: bool, a: int, b: int, t: int | None) -> list[int]:
         facts = self.by_sro.get((a, rel, b) if forward else (b, rel, a), [])
@@ -191,7 +194,8 @@ class _FactIndex:
         return [(i, int(other[i])) for i in self._before(facts, t)]
 
     def grounding(self, rule: Rule, x: int, y: int, t: int | None, exclude: int) -> list[int]:
-        """Corpus facts that ground ``rule``'s body for ``(x, y)`` before time ``t`` (up to 3)."""
+        """Corpus facts that ground ``rule``'s body for ``(x, y)`` before time ``t``: the latest
+        grounding fact of a one-atom body, the path with the latest first fact for two atoms."""
         atoms = rule.body
         rels = [self.rel_id.get(a.relation) for a in atoms]
         if any(r is None for r in rels):
