@@ -18,7 +18,8 @@ Each fine-tuned encoder is trained with ``rulerag.finetune.retriever.train_retri
 benchmark's ``finetune_retriever.jsonl`` (never on test facts) and the whole corpus is embedded
 again with it (a dense index per encoder: minutes per encoder on a CPU). Models, indexes and
 retrieval caches go to ``--work`` (outside git); an existing complete model or index there is
-reused, so an interrupted run resumes. ``--retrieval paper`` (default) retrieves with the paper-style
+reused, so an interrupted run resumes (a model only when it was trained on the same fine-tuning file); an
+encoder whose early stopping kept the base weights uses the base index. ``--retrieval paper`` (default) retrieves with the paper-style
 retriever so the encoders are compared on their own; ``--retrieval defaults`` with the toolkit's
 retrieval defaults. Writes ``benchmarks/results/finetune_<bench>[_defaults].md`` and
 ``.json`` with training and indexing times, the settings and the command that reproduces it.
@@ -44,8 +45,10 @@ import numpy as np  # noqa: E402
 from rulerag.bench.ruleqa import load_questions  # noqa: E402
 from rulerag.bench.runner import RunConfig, Runner, mcnemar  # noqa: E402
 from rulerag.config import DEFAULT_EMBEDDING_MODEL, load_settings  # noqa: E402
+from rulerag.corpus import file_sha256  # noqa: E402
 from rulerag.errors import RuleRAGError  # noqa: E402
 from rulerag.finetune.checkpoint import fingerprint, read_marker, validate_model_dir  # noqa: E402
+from rulerag.finetune.data import RETRIEVER_FILE  # noqa: E402
 from rulerag.metrics import recall_at_k  # noqa: E402
 from rulerag.retrieval.index import build_index, read_manifest  # noqa: E402
 
@@ -90,8 +93,9 @@ def train(args, name: str, with_rules: bool, models: Path) -> tuple[Path, dict]:
             wanted = {"base": args.base, "with_rules": with_rules, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                       "hard_negatives": args.hard_negatives, "limit": args.limit, "seed": args.seed, "eval_pool": args.eval_pool,
                       "patience": args.patience}
-            if all(settings.get(k) == v for k, v in wanted.items()):
-                print(f"reusing {out} (trained with the same settings)", flush=True)
+            same_data = marker.get("training", {}).get("data", {}).get("sha256") == file_sha256(args.bench / RETRIEVER_FILE)
+            if all(settings.get(k) == v for k, v in wanted.items()) and same_data:
+                print(f"reusing {out} (trained with the same settings and data)", flush=True)
                 return out, marker["training"]
         except RuleRAGError as exc:
             print(f"retraining {out}: {exc}", flush=True)
@@ -160,9 +164,12 @@ def main() -> None:
         path, summary = train(args, f"{name}-{key}", with_rules, models)
         encoders[key] = {"model": str(path), "training": summary}
     for key, enc in encoders.items():
-        if key == "base" and base_index is not None:
+        # early stopping that kept the base weights (no epoch beat the base on the held-out slice): the base index serves
+        kept_base = key != "base" and (enc["training"] or {}).get("best_epoch") == 0
+        if (key == "base" or kept_base) and base_index is not None:
             m = read_manifest(base_index)
-            enc["index"], enc["indexing"] = str(base_index), {"build_seconds": m.build_seconds, "embedding_seconds": m.timings.get("embedding"), "reused": True}
+            enc["index"], enc["indexing"] = str(base_index), {"build_seconds": m.build_seconds, "embedding_seconds": m.timings.get("embedding"),
+                                                              "reused": True, "base_weights": kept_base}
             continue
         path, info = index_for(args, enc["model"], work / f"index-{key}")
         enc["index"], enc["indexing"] = str(path), info
@@ -256,7 +263,8 @@ def render(results: dict) -> str:
     for key, enc in results["encoders"].items():
         tr = enc.get("training")
         idx = enc.get("indexing") or {}
-        emb = f"{idx.get('embedding_seconds') or 0:.0f} s" + (" (existing index)" if idx.get("reused") else "")
+        emb = ("none: no epoch beat the base, so the base weights and the base index serve" if idx.get("base_weights") else
+               f"{idx.get('embedding_seconds') or 0:.0f} s" + (" (existing index)" if idx.get("reused") else ""))
         if tr is None:
             lines.append(f"| {key}: `{enc['model']}` | - | - | - | {emb} |")
             continue

@@ -196,6 +196,36 @@ def test_checkpoint_has_card_marker_and_loads_in_the_encoder(finetuned, tiny_enc
     assert vecs.shape == (1, 32) and abs(float(np.linalg.norm(vecs[0])) - 1.0) < 1e-5
 
 
+def test_benchmark_script_reuses_a_model_only_when_trained_on_the_same_split(finetuned, bench, tmp_path, monkeypatch):
+    """benchmarks/finetune_retriever.py resumes with a complete model in --work, but retrains one
+    whose fine-tuning file has changed since (e.g. a rebuilt benchmark)."""
+    import argparse
+    import importlib.util
+    from types import SimpleNamespace
+
+    import rulerag.finetune.retriever as ft
+
+    spec = importlib.util.spec_from_file_location("finetune_script", Path(__file__).resolve().parent.parent / "benchmarks" / "finetune_retriever.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    result, _, _ = finetuned
+    models = tmp_path / "models"
+    shutil.copytree(result.config.out, models / "toy-rgft")
+    settings = read_marker(result.config.out)["training"]["settings"]
+    args = argparse.Namespace(bench=bench, threads=1, quiet=True,
+                              **{k: settings[k] for k in ("base", "epochs", "batch_size", "lr", "hard_negatives", "limit", "seed", "eval_pool", "patience")})
+    calls = []
+    monkeypatch.setattr(ft, "train_retriever", lambda cfg: calls.append(cfg) or SimpleNamespace(summary=lambda: {"retrained": True}))
+    path, summary = script.train(args, "toy-rgft", True, models)
+    assert calls == [] and path == models / "toy-rgft" and summary["best_epoch"] == result.best_epoch
+    changed = tmp_path / "bench2"
+    shutil.copytree(bench, changed)
+    lines = (changed / "finetune_retriever.jsonl").read_text().splitlines(keepends=True)
+    (changed / "finetune_retriever.jsonl").write_text("".join(lines[1:]))
+    path, summary = script.train(argparse.Namespace(**{**vars(args), "bench": changed}), "toy-rgft", True, models)
+    assert len(calls) == 1 and calls[0].bench == changed and summary == {"retrained": True}
+
+
 def test_index_built_with_finetuned_encoder_records_and_uses_it(finetuned, bench, tmp_path, monkeypatch):
     from rulerag.config import load_settings
     from rulerag.finetune.checkpoint import fingerprint
