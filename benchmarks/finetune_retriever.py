@@ -130,7 +130,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--hard-negatives", type=int, default=1)
-    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--limit", type=int, default=None, help="train on a seeded sample of about N pairs (whole questions)")
     ap.add_argument("--questions", type=int, default=None, help="score a seeded sample of N test questions (default: all)")
     ap.add_argument("--eval-pool", type=int, default=2000)

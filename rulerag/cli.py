@@ -375,7 +375,7 @@ def finetune_retriever(
     hard_negatives: Annotated[int, typer.Option("--hard-negatives", min=0, help="BM25 hard negatives per pair (never containing the answer).")] = 1,
     limit: FtLimitOpt = None,
     seed: FtSeedOpt = 0,
-    lr: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate (linear warm-up and decay).")] = 2e-5,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate (linear warm-up and decay).")] = 5e-5,
     max_seq_length: Annotated[int, typer.Option("--max-seq-length", min=8, help="Token limit of inputs while training.")] = 128,
     eval_share: Annotated[float, typer.Option("--eval-share", min=0.0, max=0.9, help="Share of questions held out for the per-epoch evaluation.")] = 0.1,
     eval_pool: Annotated[int, typer.Option("--eval-pool", min=10, help="Candidate documents of the held-out Recall@k.")] = 2000,

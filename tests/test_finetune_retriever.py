@@ -304,3 +304,23 @@ def test_real_minilm_finetunes_on_ruleqa_i(tmp_path):
     result = train_retriever(RetrieverConfig(bench=bench, out=tmp_path / "ft", limit=40, batch_size=8, eval_share=0.25, eval_pool=200,
                                              progress=False, threads=1))
     assert result.best["recall@10"] >= result.baseline["recall@10"] and (tmp_path / "ft" / MARKER).is_file()
+
+
+@pytest.mark.parametrize("command, config", [("retriever", "rulerag.finetune.retriever:RetrieverConfig"),
+                                             ("generator", "rulerag.finetune.generator:GeneratorConfig")])
+def test_cli_defaults_are_the_config_defaults(command, config):
+    """`rulerag finetune retriever|generator` and the Python API must train the same model by default."""
+    import dataclasses
+    import importlib
+
+    import typer
+
+    from rulerag.cli import app
+
+    module, name = config.split(":")
+    defaults = {f.name: f.default for f in dataclasses.fields(getattr(importlib.import_module(module), name))
+                if f.default is not dataclasses.MISSING}
+    cmd = typer.main.get_command(app).commands["finetune"].commands[command]
+    shared = {p.name: p.default for p in cmd.params if p.name in defaults}
+    assert len(shared) >= 8, sorted(shared)
+    assert {k: v for k, v in shared.items() if v != defaults[k]} == {}

@@ -79,7 +79,7 @@ class RetrieverConfig:
     hard_negatives: int = 1
     limit: int | None = None
     seed: int = 0
-    lr: float = 2e-5
+    lr: float = 5e-5
     warmup_share: float = 0.1
     weight_decay: float = 0.01
     scale: float = 20.0
