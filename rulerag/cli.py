@@ -394,7 +394,11 @@ def finetune_retriever(
     result = train_retriever(cfg)
     metric = cfg.metric
     base_score, best_score = result.baseline.get(metric), result.best.get(metric)
-    scores = f"held-out {metric} {base_score:.3f} -> {best_score:.3f} (epoch {result.best_epoch})" if best_score is not None else "no held-out slice"
+    scores = "no held-out slice"
+    if best_score is not None:
+        # the tie-break (MRR@10) is shown too, or "0.964 -> 0.964 (epoch 1)" looks like nothing was learned
+        mrr = f", mrr@10 {result.baseline.get('mrr@10', 0.0):.3f} -> {result.best.get('mrr@10', 0.0):.3f}" if metric != "mrr@10" else ""
+        scores = f"held-out {metric} {base_score:.3f} -> {best_score:.3f}{mrr} (epoch {result.best_epoch})"
     err.print(f"saved {out_dir} in {result.total_seconds:.0f}s (training {result.train_seconds:.0f}s); {scores}")
     if result.best_epoch == 0 and best_score is not None:
         err.print("warning: no epoch beat the base model on the held-out slice; the saved weights are the base model's", style="yellow")

@@ -284,6 +284,7 @@ def test_cli_trains_an_ssft_model_without_rules(tiny_encoder, bench, tmp_path):
                                    "--no-rules", "--batch-size", "8", "--limit", "12", "--lr", "1e-3", "--eval-pool", "50",
                                    "--hard-negatives", "0", "--threads", "1", "--quiet"])
     assert res.exit_code == 0, res.output
+    assert "held-out recall@10" in res.output and "mrr@10" in res.output  # the tie-break is reported with the metric
     marker = json.loads((out / MARKER).read_text())
     settings = marker["training"]["settings"]
     assert settings["with_rules"] is False and settings["limit"] == 12 and marker["training"]["data"]["pairs_used"] == 12
