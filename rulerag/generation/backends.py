@@ -28,6 +28,7 @@ import os
 import re
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -331,7 +332,9 @@ def _apply_adapter(model: Any, adapter: Path) -> Any:
     except ImportError as exc:
         raise GenerationError("loading a LoRA adapter needs peft. Fix: pip install 'rulerag[finetune]'") from exc
     try:
-        return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        with warnings.catch_warnings():  # peft reads transformers' deprecated `is_gradient_checkpointing`
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+            return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     except Exception as exc:  # peft raises many types on a mismatched adapter
         raise GenerationError(f"could not apply adapter {adapter}: {exc}. Fix: load it with the base model it was trained on") from exc
 
