@@ -49,6 +49,7 @@ from rulerag.corpus import file_sha256  # noqa: E402
 from rulerag.errors import RuleRAGError  # noqa: E402
 from rulerag.finetune.checkpoint import fingerprint, read_marker, validate_model_dir  # noqa: E402
 from rulerag.finetune.data import RETRIEVER_FILE  # noqa: E402
+from rulerag.finetune.retriever import RetrieverConfig  # noqa: E402
 from rulerag.metrics import recall_at_k  # noqa: E402
 from rulerag.retrieval.index import build_index, read_manifest  # noqa: E402
 
@@ -82,7 +83,7 @@ RETRIEVAL = {
 
 def train(args, name: str, with_rules: bool, models: Path) -> tuple[Path, dict]:
     """The fine-tuned model ``models/name`` (trained now unless a complete one is there) and its training summary."""
-    from rulerag.finetune.retriever import RetrieverConfig, train_retriever
+    from rulerag.finetune.retriever import train_retriever
 
     out = models / name
     if out.is_dir():
@@ -127,15 +128,16 @@ def main() -> None:
     ap.add_argument("--base", default=DEFAULT_EMBEDDING_MODEL, help="encoder to fine-tune (default: the packaged all-MiniLM-L6-v2)")
     ap.add_argument("--base-index", type=Path, default=None, help="dense index of the corpus built with --base (default: BENCH/index when it matches)")
     ap.add_argument("--work", type=Path, default=None, help="models, indexes and caches (default: /tmp/rulerag-finetune/<bench>)")
-    ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--hard-negatives", type=int, default=1)
-    ap.add_argument("--lr", type=float, default=5e-5)
+    # training defaults are `rulerag finetune retriever`'s (RetrieverConfig), so the tables use the command's defaults
+    ap.add_argument("--epochs", type=int, default=RetrieverConfig.epochs)
+    ap.add_argument("--batch-size", type=int, default=RetrieverConfig.batch_size)
+    ap.add_argument("--hard-negatives", type=int, default=RetrieverConfig.hard_negatives)
+    ap.add_argument("--lr", type=float, default=RetrieverConfig.lr)
     ap.add_argument("--limit", type=int, default=None, help="train on a seeded sample of about N pairs (whole questions)")
     ap.add_argument("--questions", type=int, default=None, help="score a seeded sample of N test questions (default: all)")
-    ap.add_argument("--eval-pool", type=int, default=2000)
-    ap.add_argument("--patience", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--eval-pool", type=int, default=RetrieverConfig.eval_pool)
+    ap.add_argument("--patience", type=int, default=RetrieverConfig.patience)
+    ap.add_argument("--seed", type=int, default=RetrieverConfig.seed)
     ap.add_argument("--threads", type=int, default=None, help="torch threads for training and embedding (1 is often fastest on a busy CPU)")
     ap.add_argument("--embed-batch", type=int, default=64)
     ap.add_argument("--retrieval", choices=sorted(RETRIEVAL), default="paper",
