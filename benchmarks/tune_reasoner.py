@@ -54,23 +54,31 @@ SWEEP = {
 }
 
 
-def dev_split(kg_name: str, data: Path | None, n: int, seed: int = 0):
-    kg = load_kg(kg_name, data)
+def period_split(history, later, n: int, seed: int = 0):
+    """Questions from ``later`` facts over a corpus of ``history`` facts: rules mined from
+    ``history`` with the benchmark builder's settings, its facts as a :class:`FactIndex`, and a
+    balanced sample of ``n`` distinct ``(subject, relation, time)`` queries of ``later``, each as
+    ``(Query, right answers, popular subject?)`` (every object of the query is right: filtered)."""
     cfg = BuildConfig(benchmark="ruleqa-i")
-    train, dev = kg.train, kg.valid
-    rules = RuleStore(mine_rules(train, cfg.mine))
+    rules = RuleStore(mine_rules(history, cfg.mine))
     index = FactIndex([Document(f"d{i}", "", {"subject": s, "relation": r, "object": o, "time": t})
-                       for i, (s, r, o, t) in enumerate(train)])
-    freq, threshold = popularity(train, cfg.popular_share)
-    keys, picks, chosen = sample_queries(dev, freq, threshold, n, "balanced", np.random.default_rng(seed))
+                       for i, (s, r, o, t) in enumerate(history)])
+    freq, threshold = popularity(history, cfg.popular_share)
+    keys, picks, chosen = sample_queries(later, freq, threshold, n, "balanced", np.random.default_rng(seed))
     answers: dict[int, set[str]] = defaultdict(set)
     for i, k in enumerate(keys.tolist()):
-        answers[k].add(dev.fact(i)[2])
+        answers[k].add(later.fact(i)[2])
     questions = []
     for i in chosen.tolist():
-        s, r, _, t = dev.fact(i)
-        questions.append((Query(s, r, t), answers[int(keys[i])], bool(freq[dev.subjects[i]] >= max(threshold, 1))))
-    return rules, index, questions, {"train_facts": len(train), "dev_queries": len(picks), "rules": len(rules), "popular_threshold": max(threshold, 1.0)}
+        s, r, _, t = later.fact(i)
+        questions.append((Query(s, r, t), answers[int(keys[i])], bool(freq[later.subjects[i]] >= max(threshold, 1))))
+    return rules, index, questions, {"train_facts": len(history), "dev_queries": len(picks), "rules": len(rules), "popular_threshold": max(threshold, 1.0)}
+
+
+def dev_split(kg_name: str, data: Path | None, n: int, seed: int = 0):
+    """:func:`period_split` of ``kg_name``: train facts as the corpus, validation facts as questions."""
+    kg = load_kg(kg_name, data)
+    return period_split(kg.train, kg.valid, n, seed)
 
 
 def hits_at_1(settings: ReasonerSettings, rules: RuleStore, index: FactIndex, questions) -> dict[str, float]:
