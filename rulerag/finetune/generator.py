@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -290,6 +289,8 @@ def _train(cfg: GeneratorConfig, used: list[GeneratorExample], n_file: int, base
     from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
 
+    from rulerag.generation.backends import quiet_peft
+
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
@@ -312,8 +313,7 @@ def _train(cfg: GeneratorConfig, used: list[GeneratorExample], n_file: int, base
 
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, task_type="CAUSAL_LM",
                       target_modules=list(cfg.target_modules) if isinstance(cfg.target_modules, (list, tuple)) else (cfg.target_modules or "all-linear"))
-    with warnings.catch_warnings():  # peft reads transformers' deprecated `is_gradient_checkpointing`
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+    with quiet_peft():
         model = get_peft_model(model, lora)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())

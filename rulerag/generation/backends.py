@@ -29,7 +29,8 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -309,6 +310,14 @@ def _adapter_base(adapter: Path) -> str:
     return str(base)
 
 
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Silence the FutureWarning peft raises by reading transformers' deprecated ``is_gradient_checkpointing``."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        yield
+
+
 def _apply_adapter(model: Any, adapter: Path) -> Any:
     """``model`` with the LoRA ``adapter`` merged in; refuses a partial adapter or one trained on
     another architecture, naming the problem and the fix."""
@@ -332,8 +341,7 @@ def _apply_adapter(model: Any, adapter: Path) -> Any:
     except ImportError as exc:
         raise GenerationError("loading a LoRA adapter needs peft. Fix: pip install 'rulerag[finetune]'") from exc
     try:
-        with warnings.catch_warnings():  # peft reads transformers' deprecated `is_gradient_checkpointing`
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        with quiet_peft():
             return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     except Exception as exc:  # peft raises many types on a mismatched adapter
         raise GenerationError(f"could not apply adapter {adapter}: {exc}. Fix: load it with the base model it was trained on") from exc
