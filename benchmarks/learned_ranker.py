@@ -1,6 +1,6 @@
 """A learned re-ranker of the rule reasoner's candidates: does it lift RuleQA-I's entity EM to 30?
 
-    .venv/bin/python benchmarks/learned_ranker.py [--data ../shared/data] [--bench DIR/ruleqa-i]
+    .venv/bin/python benchmarks/learned_ranker.py --bench DIR/ruleqa-i [--data ../shared/data]
 
 A gradient-boosted classifier (scikit-learn's ``HistGradientBoostingClassifier``) scores each of
 the reasoner's 50 best candidates from 15 features (the reasoner's score, normalised score and
