@@ -41,13 +41,13 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
-import orjson  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tune_reasoner import period_split  # noqa: E402
 
+from rulerag.bench.ruleqa import load_questions  # noqa: E402
 from rulerag.bench.runner import mcnemar  # noqa: E402
 from rulerag.config import ReasonerSettings  # noqa: E402
 from rulerag.corpus import read_corpus  # noqa: E402
@@ -181,7 +181,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=None, help="shared data folder (default: $RULERAG_DATA or ../shared/data)")
     ap.add_argument("--bench", type=Path, required=True, help="RuleQA-I benchmark directory (rulerag bench build ruleqa-i)")
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "learned_ranker")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "learned_ranker", help="result path without suffix (.md and .json are written)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     kg = load_kg("icews14", args.data)
@@ -189,9 +189,9 @@ def main() -> None:
     earlier = periods(kg.train, valid_start, 4, 3000, "train")
     rules, index, questions, _ = period_split(kg.train, kg.valid, 1500)
     dev = featurise(index, rules, questions, "development questions")
-    corpus = kg.train.concat(kg.valid)
-    valid = periods(corpus, valid_start + PERIOD_DAYS, 1, 3000, "train")
-    qs = [orjson.loads(line) for line in (args.bench / "questions.jsonl").read_bytes().splitlines() if line.strip()]
+    rules, index, questions, _ = period_split(kg.train, kg.valid, 3000)  # the RuleQA-I corpus's last 52 days
+    valid = [featurise(index, rules, questions, "train validation period")]
+    qs = load_questions(args.bench)
     test = featurise(FactIndex(read_corpus(args.bench / "corpus.jsonl")), RuleStore.from_file(args.bench / "rules.jsonl"),
                      [(Query(q["subject"], q["relation"], q["time"]), set(q["golden_answers"]), q["popularity"] == "popular") for q in qs],
                      "RuleQA-I questions")
