@@ -308,7 +308,7 @@ def bench_run(
     out_dir: Annotated[Path, typer.Option("--out", help="Results directory, e.g. benchmarks/results/NAME.")],
     retrievers: Annotated[str, typer.Option("--retrievers", help="Comma-separated: bm25, dense, hybrid.")] = "bm25,dense,hybrid",
     modes: Annotated[str, typer.Option("--modes", help="Comma-separated: standard, rulerag.")] = "standard,rulerag",
-    answerers: Annotated[str, typer.Option("--answerers", help="Comma-separated: none, reasoner, llm, llm+reasoner.")] = "none",
+    answerers: Annotated[str, typer.Option("--answerers", help="Comma-separated: none, reasoner, llm, llm+reasoner, llm+paths, llm-score.")] = "none",
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="A seeded sample of N questions.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the --limit sample.")] = 0,
     answer_k: Annotated[int, typer.Option("--answer-k", min=1, help="Documents given to the reasoner / generator.")] = 10,
@@ -318,6 +318,9 @@ def bench_run(
     rule_query: Annotated[Optional[str], typer.Option("--rule-query", help="body, rule or rewrite.")] = None,
     max_rules: Annotated[Optional[int], typer.Option("--max-rules", min=0, help="Rules per question.")] = None,
     backend: Annotated[Optional[BackendKind], typer.Option("--backend", help="Generator backend for llm answerers.")] = None,
+    score_weight: Annotated[float, typer.Option("--score-weight", help="llm-score: reasoner score + W * LLM score (fit W with benchmarks/tune_generator.py).")] = 1.0,
+    score_top: Annotated[int, typer.Option("--score-top", min=1, help="llm-score: reasoner candidates the LLM scores.")] = 5,
+    score_norm: Annotated[str, typer.Option("--score-norm", help="llm-score: LLM score = softmax (probability among the candidates) or logprob.")] = "softmax",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Score retrieval (Recall@k) and answers (EM, entity EM, F1) on a RuleQA benchmark; resumable."""
@@ -329,7 +332,8 @@ def bench_run(
     )
     split = lambda text: [x.strip() for x in text.split(",") if x.strip()]  # noqa: E731
     config = RunConfig(bench=bench, out=out_dir, retrievers=split(retrievers), modes=split(modes), answerers=split(answerers),
-                       limit=limit, seed=seed, answer_k=answer_k, index=index, settings=settings, progress=not quiet)
+                       limit=limit, seed=seed, answer_k=answer_k, index=index, settings=settings, progress=not quiet,
+                       score_weight=score_weight, score_top=score_top, score_norm=score_norm)
     results = run_benchmark(config)
     out.print((out_dir / "results.md").read_text())
     err.print(f"wrote {out_dir}/results.json, results.md and plots ({results['questions']} questions)")

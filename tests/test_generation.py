@@ -48,7 +48,7 @@ def _block(text: str, tag: str) -> str:
 
 
 def test_prompt_version_is_a_string_constant():
-    assert isinstance(PROMPT_VERSION, str) and PROMPT_VERSION == "2"
+    assert isinstance(PROMPT_VERSION, str) and PROMPT_VERSION == "3"
 
 
 def test_standard_prompt_sections_in_order_and_documents_numbered():

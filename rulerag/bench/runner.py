@@ -11,11 +11,20 @@ Recall@k. Answerers then read the cached documents:
   the answer;
 - ``llm``: the configured generator with the standard-RAG prompt (mode ``standard``) or the
   RuleRAG-ICL prompt with the matched rules (mode ``rulerag``);
-- ``llm+reasoner``: RuleRAG-ICL plus the reasoner's top candidates in the prompt.
+- ``llm+reasoner``: RuleRAG-ICL plus the reasoner's top candidates in the prompt;
+- ``llm+paths``: grounded rule paths: the reasoner's ``candidates`` best answers as evidence lines
+  citing the documents they come from (:mod:`rulerag.rules.paths`), in the ``grounded`` prompt;
+  the generator writes the answer;
+- ``llm-score``: the reasoner's ``score_top`` best candidates re-ranked by ``reasoner score +
+  score_weight * LLM score`` (:mod:`rulerag.generation.scoring`; the generator scores each
+  candidate under the grounded prompt). Each cache row keeps every candidate's reasoner score and
+  log-probability, so the weight can be refitted offline and changing it never re-runs the LLM.
 
 Everything is cached under ``OUT/cache/`` as JSON lines written as it goes, so an interrupted run
-resumes where it stopped and changing answerers never re-retrieves. Results: ``OUT/results.json``
-(every number, the configuration, library versions), ``OUT/results.md`` and PNG plots.
+resumes where it stopped and changing answerers never re-retrieves. Answer caches are named after
+the answerer, backend, model, prompt version and setting, so runs with other prompts never mix.
+Results: ``OUT/results.json`` (every number, the configuration, library versions),
+``OUT/results.md`` and PNG plots.
 
 Example:
     >>> run_benchmark(RunConfig(bench=Path("data/ruleqa-i"), out=Path("benchmarks/results/ruleqa-i")))  # doctest: +SKIP
@@ -25,11 +34,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -38,23 +48,31 @@ from tqdm.auto import tqdm
 from rulerag.bench.ruleqa import load_questions
 from rulerag.config import Mode, RetrieverKind, Settings
 from rulerag.errors import ConfigError
-from rulerag.generation import PROMPT_VERSION, make_backend, postprocess_answer, rulerag_prompt, standard_prompt
+from rulerag.generation import PROMPT_VERSION, Prompt, make_backend, postprocess_answer, rulerag_prompt, standard_prompt
+from rulerag.generation.prompts import grounded_prompt
+from rulerag.generation.scoring import NORMS, rerank, score_candidates
 from rulerag.io import atomic_file
 from rulerag.metrics import EntityMatcher, entity_exact_match, exact_match, recall_at_k, token_f1
 from rulerag.retrieval.guided import RuleGuidedRetriever
 from rulerag.retrieval.index import Index, build_index, library_versions, load_index, read_manifest
 from rulerag.retrieval.search import Searcher
 from rulerag.rules import RuleStore
-from rulerag.rules.reason import Fact, FactIndex, Query, RuleReasoner
+from rulerag.rules.paths import lexical_paths, render_paths
+from rulerag.rules.reason import Candidate, Fact, FactIndex, Query, RuleReasoner
 
 log = logging.getLogger(__name__)
 
-ANSWERERS = ("none", "reasoner", "llm", "llm+reasoner")
+T = TypeVar("T")
+ANSWERERS = ("none", "reasoner", "llm", "llm+reasoner", "llm+paths", "llm-score")
 
 
 @dataclass
 class RunConfig:
-    """What to run. ``limit`` takes a seeded sample of that many questions (not the first N)."""
+    """What to run. ``limit`` takes a seeded sample of that many questions (not the first N).
+
+    ``candidates``: reasoner candidates in the ``llm+reasoner`` prompt and paths in the
+    ``llm+paths`` prompt; ``score_top``, ``score_weight``, ``score_norm``: the ``llm-score``
+    answerer's candidates, weight and normalisation (:mod:`rulerag.generation.scoring`)."""
 
     bench: Path
     out: Path
@@ -66,6 +84,9 @@ class RunConfig:
     ks: Sequence[int] = (1, 5, 10, 50)
     answer_k: int = 10
     candidates: int = 3
+    score_top: int = 5
+    score_weight: float = 1.0
+    score_norm: str = "softmax"
     index: Path | None = None
     settings: Settings = field(default_factory=Settings)
     batch_size: int = 64
@@ -80,8 +101,28 @@ class RunConfig:
         bad = [a for a in self.answerers if a not in ANSWERERS]
         if bad:
             raise ConfigError(f"unknown answerer(s) {bad}. Fix: use a comma-separated subset of {', '.join(ANSWERERS)}")
+        if self.score_norm not in NORMS:
+            raise ConfigError(f"unknown score_norm {self.score_norm!r}. Fix: use one of {', '.join(NORMS)}")
+        if self.score_top < 1 or self.candidates < 1:
+            raise ConfigError(f"score_top and candidates must be >= 1, got {self.score_top} and {self.candidates}")
+        if not math.isfinite(self.score_weight):
+            raise ConfigError(f"score_weight must be a finite number, got {self.score_weight!r}")
         if not (self.bench / "questions.jsonl").is_file():
             raise ConfigError(f"{self.bench} is not a benchmark directory (no questions.jsonl). Fix: build one with `rulerag bench build`")
+
+
+def seeded_sample(items: Sequence[T], limit: int | None, seed: int = 0) -> list[T]:
+    """A seeded sample of ``limit`` items in their original order (all of them when ``limit`` is
+    None or not smaller).
+
+    Example:
+        >>> seeded_sample(list("abcdef"), 3, seed=1) == seeded_sample(list("abcdef"), 3, seed=1)
+        True
+    """
+    if not limit or limit >= len(items):
+        return list(items)
+    keep = np.sort(np.random.default_rng(seed).choice(len(items), size=limit, replace=False))
+    return [items[i] for i in keep]
 
 
 def _append_jsonl(path: Path, rows: list[dict]) -> None:
@@ -122,13 +163,9 @@ class Runner:
         self.config = config
         self.settings = config.settings
         cfg = config
-        all_questions = load_questions(cfg.bench)
-        if cfg.limit and cfg.limit < len(all_questions):
-            keep = np.sort(np.random.default_rng(cfg.seed).choice(len(all_questions), size=cfg.limit, replace=False))
-            self.questions = [all_questions[i] for i in keep]
-        else:
-            self.questions = all_questions
+        self.questions = seeded_sample(load_questions(cfg.bench), cfg.limit, cfg.seed)
         self.rules = RuleStore.from_file(cfg.bench / "rules.jsonl")
+        self.rules_by_id = {r.id: r for r in self.rules}
         self.index = self._index()
         self.encoder = self.index.encoder(self.settings)
         self.searcher = Searcher(self.index.bm25, self.index.dense, self.encoder, self.settings.retrieval)
@@ -223,17 +260,39 @@ class Runner:
         return reasoner.reason_with(Query(q["subject"], q["relation"], q.get("time")), self.rules.by_head(q["relation"]),
                                     self._facts(doc_ids), self.fact_index)
 
+    def _answer_tag(self, mode: str, answerer: str) -> str:
+        """Cache-file tag of an answerer: LLM answerers name the backend, model and prompt version,
+        ``llm+paths`` its number of paths and ``llm-score`` its number of scored candidates."""
+        cfg, gen = self.config, self.settings.generation
+        if not answerer.startswith("llm"):
+            return answerer
+        # in standard mode both RuleRAG-ICL answerers see the same standard prompt: share one cache
+        name = "llm" if mode == "standard" and answerer in ("llm", "llm+reasoner") else answerer
+        setting = {"llm+paths": f"-k{cfg.candidates}", "llm-score": f"-top{cfg.score_top}"}.get(answerer, "")
+        return f"{name}-{gen.backend.value}-{gen.model}-p{PROMPT_VERSION}{setting}".replace("/", "_")
+
+    def _fact_of(self, doc_id: str) -> Fact | None:
+        return self.fact_index.facts[self.id_to_pos[doc_id]]
+
+    def grounded(self, q: dict, doc_ids: Sequence[str], cands: Sequence[Candidate], top: int) -> tuple[Prompt, list[str]]:
+        """The grounded-path prompt of a question and its path lines: the ``top`` best candidates'
+        paths (:func:`~rulerag.rules.paths.render_paths`) or, when none of the documents carries a
+        fact, the question relation's rules matched to the passages (:func:`~rulerag.rules.paths.lexical_paths`)."""
+        query = Query(q["subject"], q["relation"], q.get("time"))
+        paths = render_paths(cands, doc_ids, self._fact_of, self.rules_by_id, query, top=top)
+        docs, lines = self.texts(paths.doc_ids), paths.lines
+        if not lines and not any(self._fact_of(i) for i in doc_ids):
+            lines = lexical_paths(self.rules.by_head(query.relation), docs, subject=query.subject, top=top)
+        return grounded_prompt(q["question"], docs, lines), lines
+
     def answer(self, retriever: str, mode: str, answerer: str, retrieved: dict[str, dict]) -> dict[str, dict]:
-        """Cached answers of one answerer for every question."""
+        """Cached answers of one answerer for every question (``llm-score`` answers are re-ranked
+        with the configured weight on every call, so a cache serves any weight)."""
         cfg = self.config
         gen = self.settings.generation
-        # in standard mode both LLM answerers see the same standard prompt: share one cache
-        llm_tag = "llm" if mode == "standard" else answerer
-        tag = f"{llm_tag}-{gen.backend.value}-{gen.model}-p{PROMPT_VERSION}" if answerer.startswith("llm") else answerer
-        path = cfg.out / "cache" / f"answers-{self._key(retriever, mode)}-{tag.replace('/', '_')}.jsonl"
+        path = cfg.out / "cache" / f"answers-{self._key(retriever, mode)}-{self._answer_tag(mode, answerer)}.jsonl"
         done = _read_cache(path)
         reasoner = RuleReasoner.from_settings(self.settings.reasoner)
-        by_id = {r.id: r for r in self.rules}
         for q in tqdm([q for q in self.questions if q["id"] not in done], desc=f"{answerer} {retriever}/{mode}", unit="q",
                       disable=not cfg.progress):
             doc_ids = retrieved[q["id"]]["docs"][: cfg.answer_k]
@@ -242,19 +301,31 @@ class Runner:
                 cands = self.reason(q, doc_ids, reasoner)
                 row["answer"] = cands[0].answer if cands else ""
                 row["candidates"] = [c.answer for c in cands[:10]]
+            elif answerer == "llm-score":
+                cands = self.reason(q, doc_ids, reasoner)[: cfg.score_top]
+                row["candidates"] = [c.answer for c in cands]
+                row["reasoner"] = [round(c.score, 6) for c in cands]
+                # one candidate (or none) cannot be re-ranked: the generator is not asked
+                row["llm"] = score_candidates(self.generator, self.grounded(q, doc_ids, cands, cfg.score_top)[0],
+                                              row["candidates"]) if len(cands) > 1 else None
             else:
-                docs = self.texts(doc_ids)
-                rule_texts = [by_id[r].text for r in retrieved[q["id"]]["rules"] if r in by_id]
-                if mode == "rulerag" and rule_texts:
+                if answerer == "llm+paths":
+                    prompt, row["paths"] = self.grounded(q, doc_ids, self.reason(q, doc_ids, reasoner), cfg.candidates)
+                elif mode == "rulerag" and (rule_texts := [self.rules_by_id[r].text for r in retrieved[q["id"]]["rules"]
+                                                           if r in self.rules_by_id]):
                     cands = [c.answer for c in self.reason(q, doc_ids, reasoner)[: cfg.candidates]] if answerer == "llm+reasoner" else []
-                    prompt = rulerag_prompt(q["question"], docs, rule_texts, cands)
+                    prompt = rulerag_prompt(q["question"], self.texts(doc_ids), rule_texts, cands)
                 else:
-                    prompt = standard_prompt(q["question"], docs)
+                    prompt = standard_prompt(q["question"], self.texts(doc_ids))
                 raw = self.generator.generate(prompt, max_new_tokens=gen.max_new_tokens, temperature=gen.temperature)
                 row["answer"] = postprocess_answer(raw)
                 row["raw"] = raw
             _append_jsonl(path, [row])
             done[q["id"]] = row
+        if answerer == "llm-score":
+            for row in done.values():
+                best = rerank(row["reasoner"], row["llm"], cfg.score_weight, cfg.score_norm)
+                row["answer"] = row["candidates"][best[0]] if best else ""
         return done
 
     # ------------------------------------------------------------------ scoring
@@ -303,6 +374,7 @@ class Runner:
             "config": {"bench": str(cfg.bench), "retrievers": list(cfg.retrievers), "modes": list(cfg.modes),
                        "answerers": list(cfg.answerers), "limit": cfg.limit, "seed": cfg.seed, "ks": list(cfg.ks),
                        "answer_k": cfg.answer_k, "candidates": cfg.candidates, "prompt_version": PROMPT_VERSION,
+                       "score_top": cfg.score_top, "score_weight": cfg.score_weight, "score_norm": cfg.score_norm,
                        "embedding_model": self.index.manifest.embedding_model, "rrf_k": self.settings.retrieval.rrf_k,
                        "merge": self.settings.retrieval.merge.value},
             "settings": self.settings.to_dict(),

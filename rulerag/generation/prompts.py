@@ -1,10 +1,16 @@
 """Every prompt template of the toolkit, in one place and versioned.
 
-Two templates (DESIGN.md section 3):
+Three templates (DESIGN.md section 3):
 
 - ``standard``: instruction / retrieved documents / question / answer (standard RAG);
 - ``rulerag``: instruction / retrieved documents / rules / [candidates] / question / answer
-  (RuleRAG-ICL, arXiv 2410.22353: the generator is told which rules to reason with).
+  (RuleRAG-ICL, arXiv 2410.22353: the generator is told which rules to reason with);
+- ``grounded``: instruction / documents / reasoning paths / question / answer: each path is a rule
+  applied to the numbered documents it cites, ending in the answer it supports (RoG-style grounded
+  paths, rendered by :func:`rulerag.rules.paths.render_paths`).
+
+Every template puts the fixed text (system, instruction) first and the variable content after it,
+so a backend can reuse the key/value cache of the fixed prefix across questions.
 
 Retrieved documents are data, not instructions: they are numbered ``[1]``, ``[2]``, ... one per
 line inside a ``<documents>`` block (whitespace inside a document is collapsed to single spaces, and
@@ -32,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 #: Version of the template texts below. Bump when any of them changes.
-PROMPT_VERSION = "2"
+PROMPT_VERSION = "3"
 
 SYSTEM = (
     "You are a question answering assistant. You answer questions using only the documents you "
@@ -68,9 +74,16 @@ _REFINE_NOTE = (
     "that it follows all of them; keep it correct and grounded in the documents."
 )
 
+_PATHS_NOTE = (
+    "Each reasoning path applies a rule (confidence in parentheses) to the numbered documents it cites "
+    "and ends with the answer it supports after =>. Paths may be wrong."
+)
+
+_GROUNDED_INSTRUCTION = f"Answer the question using the documents below. {_PATHS_NOTE} Answer with only the entity name."
+
 _CANDIDATES_NOTE = "Candidate answers proposed by applying the rules to the documents (they may be wrong):"
 
-_TAG_RE = re.compile(r"</?\s*(documents|rules|candidates|instructions|failed|previous_answer)\s*>", re.IGNORECASE)
+_TAG_RE = re.compile(r"</?\s*(documents|rules|candidates|paths|instructions|failed|previous_answer)\s*>", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -162,6 +175,54 @@ def rulerag_prompt(
         sections.append(_list_block(_CANDIDATES_NOTE, "candidates", list(candidates)))
     sections.append(_question_block(question))
     return Prompt(system=system, user="\n\n".join(sections), template="rulerag")
+
+
+#: A citation in a reasoning path: ``[n]`` at the start of the line or after `` + ``.
+_CITATION_RE = re.compile(r"(?:^|\+ )\[(\d+)\]")
+
+
+def cited_documents(path: str) -> list[int]:
+    """The document numbers a reasoning path cites (``[n]`` at its start or after `` + ``).
+
+    Example:
+        >>> cited_documents("[2] A born in T. + [5] T located in N. + rule born_in, located_in -> citizen_of (0.61) => N")
+        [2, 5]
+    """
+    return [int(n) for n in _CITATION_RE.findall(path)]
+
+
+def grounded_prompt(
+    question: str,
+    documents: Sequence[str],
+    paths: Sequence[str],
+    instructions: Sequence[str] = (),
+) -> Prompt:
+    """Grounded rule paths: instruction, numbered documents, reasoning paths, question, ``Answer:``.
+
+    ``paths`` are short evidence lines that cite the documents they come from, e.g. ``[1] Alice
+    Marlow serves in army of Norland. + rule serves_in_army_of -> citizen_of (0.87) => Norland``
+    (see :func:`rulerag.rules.paths.render_paths`). Every cited ``[n]`` must be one of the
+    ``documents`` (1-based), else ``ValueError``: the prompt is self-contained. With no paths the
+    section says so, so the layout stays the same.
+
+    Example:
+        >>> p = grounded_prompt("Alice Marlow citizen of what?", ["Alice Marlow serves in army of Norland."],
+        ...                     ["[1] Alice Marlow serves in army of Norland. + rule serves_in_army_of -> citizen_of (0.87) => Norland"])
+        >>> p.user.split("<paths>")[1].split("</paths>")[0].strip()[:24]
+        '- [1] Alice Marlow serve'
+    """
+    if isinstance(paths, str) or not all(isinstance(p, str) for p in paths):
+        raise TypeError("paths must be a sequence of strings, one reasoning path each. Fix: pass render_paths(...).lines")
+    bad = sorted({n for path in paths for n in cited_documents(_clean(path)) if not 1 <= n <= len(documents)})
+    if bad:
+        raise ValueError(f"reasoning paths cite document(s) {bad} but the prompt has {len(documents)} document(s). "
+                         "Fix: add every cited document to `documents` (render_paths does) or renumber the paths")
+    system, head, extra = _instructed(instructions, _GROUNDED_INSTRUCTION)
+    if instructions:
+        head += " " + _PATHS_NOTE
+    items = list(paths) or ["(no reasoning path was found)"]
+    sections = [head, *extra, _documents_block(documents), _list_block("Reasoning paths:", "paths", items), _question_block(question)]
+    return Prompt(system=system, user="\n\n".join(sections), template="grounded")
 
 
 def refine_prompt(prompt: Prompt, previous_answer: str, failed: Sequence[str]) -> Prompt:
