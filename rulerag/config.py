@@ -107,7 +107,8 @@ class GpuPolicy(str, Enum):
 class BackendKind(str, Enum):
     """Generator backend."""
 
-    transformers = "transformers"  #: local model directory or GGUF file
+    llamacpp = "llamacpp"  #: llama.cpp (llama-cpp-python) on the GGUF file itself: fast on CPU, the default
+    transformers = "transformers"  #: local model directory, GGUF file (dequantised) or LoRA adapter
     openai = "openai"  #: any OpenAI-compatible HTTP server (vLLM, llama.cpp, Ollama)
     fixed = "fixed"  #: deterministic test backend, no model
 
@@ -192,6 +193,12 @@ class RetrievalSettings(_Section):
         description="structured queries: apply the rules to the retrieved facts and merge the evidence documents of this many best candidates (0 = off)",
     )
     evidence_merge: EvidenceMerge = Field(EvidenceMerge.first, description="reasoner evidence interleaved with, or ahead of, the retrieved list")
+    injection: Literal["remove", "fence", "off"] = Field(
+        "remove",
+        description="instruction-like sentences in retrieved documents (prompt injection, rulerag.checking.injection): "
+        "remove them from the prompt, fence them as «untrusted: ...» data, or off (documents go to the prompt unchanged); "
+        "each one found is named in the answer's warnings",
+    )
 
 
 class RuleSettings(_Section):
@@ -230,8 +237,14 @@ class ReasonerSettings(_Section):
 
 
 class GenerationSettings(_Section):
-    backend: BackendKind = BackendKind.transformers
+    backend: BackendKind = Field(
+        BackendKind.llamacpp,
+        description="llamacpp (GGUF on llama.cpp; a model directory or LoRA adapter falls back to transformers), "
+        "transformers, openai or fixed",
+    )
     model: str = Field("qwen2.5-coder-0.5b-instruct", description="embedded model name, model dir or .gguf file")
+    threads: int = Field(0, ge=0, description="llamacpp: CPU threads for decoding and prompt reading (0 = all cores)")
+    context_tokens: int = Field(4096, ge=256, le=131072, description="llamacpp: context window (prompt + answer tokens)")
     max_new_tokens: int = Field(48, ge=1, le=4096)
     temperature: float = Field(0.0, ge=0)
     openai_base_url: str = "http://127.0.0.1:8000/v1"

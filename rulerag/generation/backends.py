@@ -1,8 +1,10 @@
 """Generator backends behind one small interface.
 
 - :class:`FixedBackend`: deterministic, no model (tests, dry runs);
+- :class:`rulerag.generation.llamacpp.LlamaCppBackend` (the default): a GGUF model on llama.cpp;
 - :class:`TransformersBackend`: a local model (directory, ``.gguf`` file, or an embedded model name
-  from :mod:`rulerag.generation.models`), loaded lazily and once;
+  from :mod:`rulerag.generation.models`), loaded lazily and once; needed for LoRA adapters and
+  fine-tuning;
 - :class:`OpenAIBackend`: any OpenAI-compatible ``/chat/completions`` server (vLLM, llama.cpp's
   server, Ollama, ...), with retries.
 
@@ -32,31 +34,17 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from rulerag.config import BackendKind, GenerationSettings
 from rulerag.errors import ConfigError, GenerationError
+from rulerag.generation.base import STOP_TOKENS, Generator
 from rulerag.generation.prompts import Prompt
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 log = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class Generator(Protocol):
-    """Turns a :class:`Prompt` into text. ``temperature == 0`` means greedy (deterministic)."""
-
-    name: str
-
-    def generate(self, prompt: Prompt, *, max_new_tokens: int, temperature: float = 0.0) -> str: ...
-
-    def generate_batch(
-        self, prompts: Sequence[Prompt], *, max_new_tokens: int, temperature: float = 0.0
-    ) -> list[str]:
-        """Answer several prompts; the default calls :meth:`generate` for each, in order."""
-        return [self.generate(p, max_new_tokens=max_new_tokens, temperature=temperature) for p in prompts]
 
 
 # --------------------------------------------------------------------------------------- fixed
@@ -100,8 +88,6 @@ class FixedBackend(Generator):
 
 # -------------------------------------------------------------------------------- transformers
 
-#: End-of-turn tokens that also stop generation when the model's vocabulary has them.
-_STOP_TOKENS = ("<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "</s>")
 
 
 def render_prompt(tokenizer: Any, prompt: Prompt) -> tuple[str, bool]:
@@ -234,7 +220,7 @@ class TransformersBackend(Generator):
                 elif ids:
                     stop.update(int(i) for i in ids)
             vocab = tokenizer.get_vocab()
-            stop.update(vocab[t] for t in _STOP_TOKENS if t in vocab)
+            stop.update(vocab[t] for t in STOP_TOKENS if t in vocab)
             self._stop_ids = sorted(stop)
             self._tokenizer = tokenizer
             self.load_seconds = time.perf_counter() - t0
@@ -502,6 +488,13 @@ def make_backend(settings: GenerationSettings) -> Generator:
     kind = BackendKind(settings.backend)
     if kind is BackendKind.fixed:
         return FixedBackend(settings.fixed_answer)
+    if kind is BackendKind.llamacpp:
+        if Path(settings.model).expanduser().is_dir():  # a transformers model or LoRA adapter: llama.cpp cannot run it
+            log.info("generation.model %s is a directory: using the transformers backend", settings.model)
+            return TransformersBackend(settings.model)
+        from rulerag.generation.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(settings.model, threads=settings.threads or None, context_tokens=settings.context_tokens)
     if kind is BackendKind.transformers:
         return TransformersBackend(settings.model)
     if kind is BackendKind.openai:

