@@ -676,6 +676,8 @@ def _show_answer(answer, as_json: bool) -> None:
     if as_json:
         _print_json(answer.to_dict())
         return
+    for warning in answer.warnings:  # instruction-like text in the documents (prompt injection)
+        out.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
     out.print(Panel(f"[bold]{answer.answer}[/bold]", title=f"Answer ({answer.mode.value}, {answer.generator})", subtitle=answer.question))
     if answer.check is not None:
         verdicts = ", ".join(f"{i}: {'ok' if ok else 'FAILED'}" for i, ok in zip(answer.check.instruction_id_list, answer.check.strict.follow_instruction_list))

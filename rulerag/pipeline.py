@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rulerag.checking.injection import answer_warnings, sanitize_documents
 from rulerag.config import Mode, Settings, load_settings
 from rulerag.embedding import TextEncoder
 from rulerag.generation import Generator, Prompt, make_backend, postprocess_answer, rulerag_prompt, standard_prompt
@@ -44,9 +45,11 @@ class Answer:
     instructions: list[str] = field(default_factory=list)
     check: Any = None  # rulerag.checking.CheckReport of the kept answer, when constraints were given
     rounds: list[dict[str, Any]] = field(default_factory=list)  # every attempt: answer, followed, kept
+    warnings: list[str] = field(default_factory=list)  # instruction-like document text found, answers that echo it
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "warnings": self.warnings,
             "instructions": self.instructions,
             "check": self.check.to_dict() if self.check is not None else None,
             "rounds": self.rounds,
@@ -132,9 +135,23 @@ class RuleRAG:
         """Batch retrieval: all queries encoded and searched together."""
         return self.retriever.retrieve_many(questions, k=k, mode=mode, relations=relations, times=times)
 
-    def build_prompt(self, result: RetrievalResult, instructions: Sequence[str] = ()) -> Prompt:
-        """The standard-RAG or RuleRAG-ICL prompt for a retrieval result (with output instructions)."""
-        docs = [d.contents for d in result.documents]
+    def prompt_documents(self, result: RetrievalResult) -> tuple[list[str], list[str]]:
+        """The documents' texts as a prompt shows them, and one warning per instruction-like sentence.
+
+        Retrieved documents are untrusted: sentences addressed to the generator ("Ignore all previous
+        instructions ...") are removed, fenced as ``«untrusted: ...»`` or kept, per
+        ``retrieval.injection`` (:func:`rulerag.checking.injection.sanitize_documents`). Each warning
+        names the document by its number in the prompt and its id."""
+        docs, found = sanitize_documents([d.contents for d in result.documents], self.settings.retrieval.injection)
+        return docs, [w.message(result.documents[w.index].id) for w in found]
+
+    def build_prompt(self, result: RetrievalResult, instructions: Sequence[str] = (),
+                     documents: Sequence[str] | None = None) -> Prompt:
+        """The standard-RAG or RuleRAG-ICL prompt for a retrieval result (with output instructions).
+
+        ``documents``: the texts to show (default :meth:`prompt_documents`: instruction-like
+        sentences removed or fenced)."""
+        docs = list(documents) if documents is not None else self.prompt_documents(result)[0]
         if result.mode == Mode.rulerag and result.rules:
             return rulerag_prompt(result.question, docs, [m.rule.text for m in result.rules], instructions=instructions)
         return standard_prompt(result.question, docs, instructions=instructions)
@@ -164,7 +181,8 @@ class RuleRAG:
         result = self.retrieve(question, k=k, mode=mode, relation=relation, time=time)
         t1 = perf_counter()
         shown = list(instructions) or [c.describe() for c in constraints]
-        prompt = self.build_prompt(result, shown)
+        docs, warnings = self.prompt_documents(result)
+        prompt = self.build_prompt(result, shown, docs)
         gen = self.generator
         g = self.settings.generation
         raw = gen.generate(prompt, max_new_tokens=g.max_new_tokens, temperature=g.temperature)
@@ -177,9 +195,11 @@ class RuleRAG:
             )
             raw, report, rounds = refined.answer, refined.report, refined.rounds
         t2 = perf_counter()
+        answer = raw.strip() if shown else postprocess_answer(raw)
+        warnings += answer_warnings(answer, [d.contents for d in result.documents], [d.id for d in result.documents])
         return Answer(
             question=question,
-            answer=raw.strip() if shown else postprocess_answer(raw),
+            answer=answer,
             mode=result.mode,
             rules=result.rules,
             documents=result.documents,
@@ -190,6 +210,7 @@ class RuleRAG:
             instructions=shown,
             check=report,
             rounds=rounds,
+            warnings=warnings,
         )
 
 

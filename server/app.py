@@ -34,6 +34,7 @@ from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
 
 from rulerag.checking import INSTRUCTIONS, check
+from rulerag.checking.injection import answer_warnings
 from rulerag.checking.instructions import validate_kwargs
 from rulerag.cli import DEMO_INDEX, DEMO_QUESTION, DEMO_RULES
 from rulerag.config import Settings, load_settings
@@ -187,9 +188,15 @@ def create_app(
 
     # ----------------------------------------------------------------------------- /v1/ask
 
+    def _warnings(prepared: Prepared, generated: Generated) -> list[str]:
+        """Instruction-like document text kept out of the prompt, and answers that repeat it."""
+        docs = prepared.result.documents
+        return prepared.warnings + answer_warnings(generated.answer, [d.contents for d in docs], [d.id for d in docs])
+
     def _answer_dict(prepared: Prepared, generated: Generated, include_prompt: bool, t0: float) -> dict[str, Any]:
         result = prepared.result
         return {
+            "warnings": _warnings(prepared, generated),
             "question": result.question,
             "answer": generated.answer,
             "mode": result.mode.value,
@@ -234,9 +241,9 @@ def create_app(
             prepared = await engine.prepare(*args)
             result = prepared.result
             yield _sse("rules", {"question": result.question, "mode": result.mode.value, "rules": [m.to_dict() for m in result.rules]})
-            yield _sse("documents", {"documents": [d.to_dict() for d in result.documents]})
+            yield _sse("documents", {"documents": [d.to_dict() for d in result.documents], "warnings": prepared.warnings})
             generated = await engine.generate(engine.run_generator, prepared, *gen_args)
-            yield _sse("answer", {"answer": generated.answer})
+            yield _sse("answer", {"answer": generated.answer, "warnings": _warnings(prepared, generated)})
             if generated.report is not None:
                 yield _sse("check", {"check": generated.report.to_dict(), "rounds": generated.rounds})
             yield _sse("done", AskResponse.model_validate(_answer_dict(prepared, generated, include_prompt, t0)).model_dump(mode="json"))

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -177,6 +177,7 @@ class Prepared:
     prompt: Prompt
     shown: list[str]
     retrieval_s: float
+    warnings: list[str] = field(default_factory=list)  # instruction-like document text removed or fenced
 
 
 @dataclass
@@ -351,8 +352,10 @@ class Engine:
         t0 = time.perf_counter()
         result = (await self.retrieve([question], k, mode))[0]
         shown = list(instructions) or [c.describe() for c in constraints]
-        prompt = self.require_ready().build_prompt(result, shown)
-        return Prepared(result, prompt, shown, time.perf_counter() - t0)
+        rag = self.require_ready()
+        docs, warnings = rag.prompt_documents(result)  # instruction-like sentences removed or fenced
+        prompt = rag.build_prompt(result, shown, docs)
+        return Prepared(result, prompt, shown, time.perf_counter() - t0, warnings)
 
     def run_generator(self, prepared: Prepared, constraints: Sequence[Constraint], max_new_tokens: int | None,
                       temperature: float | None, refine_rounds: int | None) -> Generated:

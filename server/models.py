@@ -149,6 +149,11 @@ class AskResponse(BaseModel):
     check: CheckReportOut | None = Field(None, description="the checker's report of the kept answer (when constraints were given)")
     rounds: list[RoundOut] = Field(default_factory=list, description="every attempt when constraints were given")
     prompt: dict[str, str] | None = Field(None, description="system and user prompt (when include_prompt was set)")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="instruction-like text found in the documents (removed from or fenced in the prompt, per the "
+        "retrieval.injection setting) and answers that repeat it; each names the document as [n] (id ...)",
+    )
     timings: dict[str, float]
 
 

@@ -6,7 +6,9 @@
   grounding of entities and numbers, EM / F1 / recall, the pluggable :class:`Judge`;
 - :mod:`~rulerag.checking.report`: :func:`check` one response, :func:`check_file` a JSONL file,
   :func:`summarise` reports;
-- :mod:`~rulerag.checking.followrag`: :func:`load_followrag` items and split them for a generator.
+- :mod:`~rulerag.checking.followrag`: :func:`load_followrag` items and split them for a generator;
+- :mod:`~rulerag.checking.injection`: instruction-like text in documents (prompt injection):
+  :func:`sanitize_documents` removes or fences it, :func:`answer_warnings` checks an answer.
 
 Example:
     >>> r = check("the answer is gravity", ["cases_lowercase", "format_no_commas"], [{}, {}],
@@ -46,6 +48,13 @@ from rulerag.checking.followrag import (
     followrag_record,
     load_followrag,
 )
+from rulerag.checking.injection import (
+    InjectionWarning,
+    answer_warnings,
+    echoed_injections,
+    injected_instructions,
+    sanitize_documents,
+)
 from rulerag.checking.instructions import (
     FOLLOWRAG_ALIASES,
     INSTRUCTIONS,
@@ -76,6 +85,7 @@ __all__ = [
     "FollowRAGItem",
     "FollowResult",
     "GroundingResult",
+    "InjectionWarning",
     "InstructionError",
     "InstructionSpec",
     "Judge",
@@ -83,6 +93,7 @@ __all__ = [
     "NoJudge",
     "Passage",
     "answer_content",
+    "answer_warnings",
     "canonical_id",
     "check",
     "check_file",
@@ -93,6 +104,7 @@ __all__ = [
     "count_words",
     "default_followrag_dir",
     "detect_language",
+    "echoed_injections",
     "entity_spans",
     "exact_match",
     "faithfulness",
@@ -100,6 +112,7 @@ __all__ = [
     "followrag_prompt_parts",
     "followrag_record",
     "grounding",
+    "injected_instructions",
     "instruction_ids",
     "k_f1",
     "k_precision",
@@ -108,6 +121,7 @@ __all__ = [
     "load_followrag",
     "loose_variants",
     "numbers_in",
+    "sanitize_documents",
     "summarise",
     "token_f1",
     "token_recall",
