@@ -27,6 +27,7 @@ from rulerag.retrieval.guided import RetrievalResult, RuleGuidedRetriever
 from rulerag.retrieval.index import Index, load_index
 from rulerag.retrieval.search import Searcher
 from rulerag.rules import RuleMatch, RuleStore
+from rulerag.rules.paths import Support, answer_support
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Answer:
     instructions: list[str] = field(default_factory=list)
     check: Any = None  # rulerag.checking.CheckReport of the kept answer, when constraints were given
     rounds: list[dict[str, Any]] = field(default_factory=list)  # every attempt: answer, followed, kept
+    support: Support | None = None  # why this answer: documents that state it, rule paths that lead to it
     warnings: list[str] = field(default_factory=list)  # instruction-like document text found, answers that echo it
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,6 +55,7 @@ class Answer:
             "instructions": self.instructions,
             "check": self.check.to_dict() if self.check is not None else None,
             "rounds": self.rounds,
+            "support": self.support.to_dict() if self.support is not None else None,
             "question": self.question,
             "answer": self.answer,
             "mode": self.mode.value,
@@ -196,7 +199,7 @@ class RuleRAG:
             raw, report, rounds = refined.answer, refined.report, refined.rounds
         t2 = perf_counter()
         answer = raw.strip() if shown else postprocess_answer(raw)
-        warnings += answer_warnings(answer, [d.contents for d in result.documents], [d.id for d in result.documents])
+        support, notes = self.explain(answer, result, docs, shown)
         return Answer(
             question=question,
             answer=answer,
@@ -210,8 +213,24 @@ class RuleRAG:
             instructions=shown,
             check=report,
             rounds=rounds,
-            warnings=warnings,
+            warnings=warnings + notes,
+            support=support,
         )
+
+    def explain(self, answer: str, result: RetrievalResult, documents: Sequence[str],
+                instructions: Sequence[str] = ()) -> tuple[Support | None, list[str]]:
+        """Why this answer, and what the user must be warned of: the :class:`~rulerag.rules.paths.Support`
+        of a short answer among the prompt's ``documents`` (passages that state it, rule paths that
+        lead to it; ``None`` for a formatted answer under output ``instructions``), and warnings for
+        an answer no document states or one taken from instruction-like document text."""
+        originals = [d.contents for d in result.documents]
+        notes = answer_warnings(answer, originals, [d.id for d in result.documents])
+        if instructions:
+            return None, notes
+        support = answer_support(answer, documents, [m.rule for m in result.rules])
+        if answer and not support.supported:
+            notes.append(f"unsupported answer: no retrieved document states {answer!r}; treat it as a guess")
+        return support, notes
 
 
 def _set_fields(settings: Settings) -> set[str]:

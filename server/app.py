@@ -17,6 +17,7 @@ The index and models load once, in the lifespan (in a background thread by defau
 ``/healthz`` answers at once and ``/readyz`` says when the API is usable).
 """
 
+import asyncio
 import hmac
 import json
 import logging
@@ -34,7 +35,6 @@ from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
 
 from rulerag.checking import INSTRUCTIONS, check
-from rulerag.checking.injection import answer_warnings
 from rulerag.checking.instructions import validate_kwargs
 from rulerag.cli import DEMO_INDEX, DEMO_QUESTION, DEMO_RULES
 from rulerag.config import Settings, load_settings
@@ -79,6 +79,8 @@ def _sse(event: str, data: Any) -> bytes:
 _SSE_EXAMPLE = (
     'event: rules\ndata: {"question": "...", "mode": "rulerag", "rules": [...]}\n\n'
     'event: documents\ndata: {"documents": [...]}\n\n'
+    'event: token\ndata: {"text": "Nor"}\n\n'
+    'event: token\ndata: {"text": "land"}\n\n'
     'event: answer\ndata: {"answer": "Norland"}\n\n'
     'event: done\ndata: {...the JSON response...}\n\n'
 )
@@ -89,7 +91,7 @@ _SSE_EVENT_SCHEMA = {
     "type": "object",
     "required": ["event", "data"],
     "properties": {
-        "event": {"type": "string", "enum": ["rules", "documents", "answer", "check", "done", "error"]},
+        "event": {"type": "string", "enum": ["rules", "documents", "token", "answer", "check", "done", "error"]},
         "data": {"type": "string", "contentMediaType": "application/json"},
     },
 }
@@ -188,15 +190,18 @@ def create_app(
 
     # ----------------------------------------------------------------------------- /v1/ask
 
-    def _warnings(prepared: Prepared, generated: Generated) -> list[str]:
-        """Instruction-like document text kept out of the prompt, and answers that repeat it."""
-        docs = prepared.result.documents
-        return prepared.warnings + answer_warnings(generated.answer, [d.contents for d in docs], [d.id for d in docs])
+    def _notes(prepared: Prepared, generated: Generated) -> tuple[Any, list[str]]:
+        """Why the answer (its support), and the warnings: instruction-like document text kept out of
+        the prompt, an answer that repeats it, an answer no document states."""
+        support, notes = engine.require_ready().explain(generated.answer, prepared.result, prepared.documents, prepared.shown)
+        return support, prepared.warnings + notes
 
     def _answer_dict(prepared: Prepared, generated: Generated, include_prompt: bool, t0: float) -> dict[str, Any]:
         result = prepared.result
+        support, warnings = _notes(prepared, generated)
         return {
-            "warnings": _warnings(prepared, generated),
+            "warnings": warnings,
+            "support": support.to_dict() if support is not None else None,
             "question": result.question,
             "answer": generated.answer,
             "mode": result.mode.value,
@@ -215,7 +220,8 @@ def create_app(
         "/ask",
         response_model=AskResponse,
         summary="Answer a question",
-        responses={200: {"description": "The answer; with streaming, server-sent events `rules`, `documents`, `answer`, "
+        responses={200: {"description": "The answer; with streaming, server-sent events `rules`, `documents`, `token` (each "
+                                        "piece of the answer as it is decoded), `answer`, "
                                         "`check` (with constraints), then `done` (the full JSON answer) or `error`.",
                          "content": {"text/event-stream": {"itemSchema": _SSE_EVENT_SCHEMA, "example": _SSE_EXAMPLE}}},
                    502: _err("The generator failed"), **not_ready},
@@ -242,8 +248,27 @@ def create_app(
             result = prepared.result
             yield _sse("rules", {"question": result.question, "mode": result.mode.value, "rules": [m.to_dict() for m in result.rules]})
             yield _sse("documents", {"documents": [d.to_dict() for d in result.documents], "warnings": prepared.warnings})
-            generated = await engine.generate(engine.run_generator, prepared, *gen_args)
-            yield _sse("answer", {"answer": generated.answer, "warnings": _warnings(prepared, generated)})
+            pieces: asyncio.Queue[str | None] = asyncio.Queue()
+            loop = asyncio.get_running_loop()
+
+            def on_piece(piece: str) -> None:  # generator thread -> event loop
+                loop.call_soon_threadsafe(pieces.put_nowait, piece)
+
+            # token events carry the answer as it is decoded; with constraints the kept answer may be a
+            # refined one, so only the final `answer` event is sent
+            job = asyncio.ensure_future(engine.generate(engine.run_generator, prepared, *gen_args,
+                                                        None if gen_args[0] else on_piece))
+            job.add_done_callback(lambda _: pieces.put_nowait(None))
+            try:
+                while (piece := await pieces.get()) is not None:
+                    yield _sse("token", {"text": piece})
+            finally:
+                if not job.done():
+                    job.cancel()
+            generated = await job
+            support, warnings = _notes(prepared, generated)
+            yield _sse("answer", {"answer": generated.answer, "warnings": warnings,
+                                  "support": support.to_dict() if support is not None else None})
             if generated.report is not None:
                 yield _sse("check", {"check": generated.report.to_dict(), "rounds": generated.rounds})
             yield _sse("done", AskResponse.model_validate(_answer_dict(prepared, generated, include_prompt, t0)).model_dump(mode="json"))

@@ -178,6 +178,7 @@ class Prepared:
     shown: list[str]
     retrieval_s: float
     warnings: list[str] = field(default_factory=list)  # instruction-like document text removed or fenced
+    documents: list[str] = field(default_factory=list)  # the documents' texts as the prompt shows them
 
 
 @dataclass
@@ -355,18 +356,29 @@ class Engine:
         rag = self.require_ready()
         docs, warnings = rag.prompt_documents(result)  # instruction-like sentences removed or fenced
         prompt = rag.build_prompt(result, shown, docs)
-        return Prepared(result, prompt, shown, time.perf_counter() - t0, warnings)
+        return Prepared(result, prompt, shown, time.perf_counter() - t0, warnings, docs)
 
     def run_generator(self, prepared: Prepared, constraints: Sequence[Constraint], max_new_tokens: int | None,
-                      temperature: float | None, refine_rounds: int | None) -> Generated:
+                      temperature: float | None, refine_rounds: int | None,
+                      on_piece: Callable[[str], None] | None = None) -> Generated:
         """Generate (and verify-and-refine under constraints), like :meth:`RuleRAG.ask`, with
-        per-request generation options passed as arguments."""
+        per-request generation options passed as arguments. ``on_piece``: called with each piece of
+        the first answer as the generator decodes it (token streaming)."""
         assert self.generator is not None
         g = self.settings.generation
         max_new = g.max_new_tokens if max_new_tokens is None else max_new_tokens
         temp = g.temperature if temperature is None else temperature
         t0 = time.perf_counter()
-        raw = self.generator.generate(prepared.prompt, max_new_tokens=max_new, temperature=temp)
+        if on_piece is None or not callable(getattr(self.generator, "stream", None)):
+            raw = self.generator.generate(prepared.prompt, max_new_tokens=max_new, temperature=temp)
+            if on_piece is not None:  # a generator that cannot stream: its answer is one piece
+                on_piece(raw)
+        else:
+            pieces = []
+            for piece in self.generator.stream(prepared.prompt, max_new_tokens=max_new, temperature=temp):
+                pieces.append(piece)
+                on_piece(piece)
+            raw = "".join(pieces).strip()
         report, rounds = None, []
         if constraints:
             refined = verify_and_refine(

@@ -113,6 +113,15 @@ class RoundOut(BaseModel):
     kept: bool
 
 
+class SupportOut(BaseModel):
+    """Why an answer: the documents that state it and the rule paths that lead to it."""
+
+    supported: bool = Field(description="some retrieved document states the answer")
+    documents: list[int] = Field(description="numbers ([n], from 1) of the documents that state the answer")
+    paths: list[str] = Field(description="e.g. '[2] Alice Marlow serves in army of Norland. + rule serves_in_army_of -> "
+                                         "citizen_of (0.87) => Norland'")
+
+
 class AskResponse(BaseModel):
     """The answer and everything that led to it."""
 
@@ -152,8 +161,10 @@ class AskResponse(BaseModel):
     warnings: list[str] = Field(
         default_factory=list,
         description="instruction-like text found in the documents (removed from or fenced in the prompt, per the "
-        "retrieval.injection setting) and answers that repeat it; each names the document as [n] (id ...)",
+        "retrieval.injection setting), answers that repeat it, and an answer no document states (unsupported); "
+        "each names the document as [n] (id ...)",
     )
+    support: SupportOut | None = Field(None, description="why this answer (short answers; null under output instructions)")
     timings: dict[str, float]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -311,3 +312,34 @@ def test_tune_generator_runs_end_to_end_and_resumes(toy_kg, tmp_path, monkeypatc
     assert fakes[1].score_calls == 0 and again["rows"] == result["rows"]
     with pytest.raises(SystemExit):
         tune_generator.main([*argv, "--top", "1"])
+
+
+# ------------------------------------------------------------------------------ why this answer
+
+
+def test_answer_support_cites_the_stating_passage_and_the_rule():
+    from rulerag.rules.paths import answer_support
+
+    rules = [parse_rule("citizen_of(X,Y) <- born_in(X,Y)"), parse_rule("citizen_of(X,Y) <- serves_in_army_of(X,Y)"),
+             parse_rule("citizen_of(X,Y) <- lives_in(X,Z), located_in(Z,Y)")]
+    passages = ["Alice Marlow honorary citizen of Dravport.", "Alice Marlow lives in Tarvik.",
+                "Alice Marlow serves in army of Norland.", "Tarvik located in Norland."]
+    s = answer_support("Norland", passages, rules)
+    assert s.supported and s.documents == [3, 4]
+    # born_in is stated nowhere: no path; serves_in_army_of ends in [3]; the two-hop rule cites [2] then [4]
+    assert s.paths == ["[3] Alice Marlow serves in army of Norland. + rule serves_in_army_of -> citizen_of => Norland",
+                       "[2] + [4] Tarvik located in Norland. + rule lives_in, located_in -> citizen_of => Norland"]
+    for line in s.paths:
+        assert all(1 <= int(n) <= len(passages) for n in re.findall(r"\[(\d+)\]", line))
+
+
+def test_answer_support_marks_an_answer_no_passage_states():
+    from rulerag.rules.paths import answer_support
+
+    passages = ["Alice Marlow lives in Tarvik."]
+    assert answer_support("Karsland", passages).to_dict() == {"supported": False, "documents": [], "paths": []}
+    assert not answer_support("", passages).supported
+    # a partial word is not support: "Tarvi" is not "Tarvik"
+    assert not answer_support("Tarvi", passages).supported
+    bare = answer_support("Tarvik", passages)
+    assert bare.supported and bare.paths == ["[1] Alice Marlow lives in Tarvik. => Tarvik"]

@@ -204,8 +204,11 @@ def test_ask_streams_server_sent_events(client):
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         events = parse_sse(r.text)
         names = [n for n, _ in events]
-        assert names == ["rules", "documents", "answer", "done"], names
+        assert names[:2] == ["rules", "documents"] and names[-2:] == ["answer", "done"], names
+        tokens = [d["text"] for n, d in events if n == "token"]
+        assert names[2:-2] == ["token"] * len(tokens) and tokens  # the answer as it was decoded
         data = dict(events)
+        assert "".join(tokens).strip().rstrip(".") == data["answer"]["answer"]
         assert any(m["rule"]["head"]["relation"] == "citizen_of" for m in data["rules"]["rules"])
         assert len(data["documents"]["documents"]) == 5
         done = AskResponse.model_validate(data["done"])
@@ -720,7 +723,8 @@ def test_real_uvicorn_server_streams_and_answers(small_index):
         assert http.get("/readyz").status_code == 200
         with http.stream("POST", "/v1/ask", json={"question": DEMO_QUESTION}, headers={"Accept": "text/event-stream"}) as r:
             text = "".join(r.iter_text())
-        assert [n for n, _ in parse_sse(text)] == ["rules", "documents", "answer", "done"]
+        assert [n for n, _ in parse_sse(text) if n != "token"] == ["rules", "documents", "answer", "done"]
+        assert "token" in [n for n, _ in parse_sse(text)]
         for _ in range(20):
             big = http.post("/v1/ask", content=b"{" + b" " * 4_000 + b"}", headers={"Content-Type": "application/json"})
             assert_error(big, 413, "body_too_large")

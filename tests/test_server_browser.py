@@ -93,6 +93,8 @@ def test_page_asks_the_demo_question(browser, expect, index, tmp_path):
         assert any("citizen_of" in t for t in rule_texts), rule_texts
         doc_texts = [docs.nth(i).locator(".doc-text").text_content() for i in range(docs.count())]
         assert answer == doc_texts[0].rstrip(".")  # the fixed backend answers with document [1]
+        why = page.locator("#answer-why li")  # why this answer: the document that states it, by number
+        assert why.count() >= 1 and why.first.text_content().startswith("why: [1] "), why.first.text_content()
         assert "0." in rules.first.locator("td.score").text_content()  # a score is shown
         assert "rule 1" in " ".join(docs.nth(i).locator(".found").text_content() for i in range(docs.count()))
         assert page.is_hidden("#error")

@@ -133,6 +133,12 @@ def render_paths(
     return GroundedPaths(order, lines)
 
 
+def _mentions(tokens: set[str], relation: str) -> bool:
+    """A passage (its tokens) mentions a relation: every content word of the relation occurs in it."""
+    words = _content_words(relation)
+    return bool(words) and all(any(_words_match(w, t) for t in tokens) for w in words)
+
+
 def lexical_paths(rules: Sequence[Rule], passages: Sequence[str], *, subject: str | None = None, top: int = 3) -> list[str]:
     """Rule paths over plain-text passages: for each rule (in order, at most ``top`` lines), the
     first passage (1-based, as in the prompt) mentioning each body relation's content words, the
@@ -150,8 +156,7 @@ def lexical_paths(rules: Sequence[Rule], passages: Sequence[str], *, subject: st
     who = normalize_answer(subject) if subject else ""
 
     def mentions(i: int, relation: str) -> bool:
-        words = _content_words(relation)
-        return bool(words) and all(any(_words_match(w, t) for t in tokens[i]) for w in words)
+        return _mentions(tokens[i], relation)
 
     lines = []
     for rule in rules:
@@ -168,3 +173,67 @@ def lexical_paths(rules: Sequence[Rule], passages: Sequence[str], *, subject: st
         else:
             lines.append(" + ".join([*cited, rule_label(rule)]))
     return lines
+
+
+@dataclass(frozen=True)
+class Support:
+    """Why an answer: the passages that state it and the rule paths that lead to it.
+
+    ``supported``: some passage states the answer (``documents``: their 1-based numbers); ``paths``:
+    lines such as ``[2] Alice Marlow serves in army of Norland. + rule serves_in_army_of ->
+    citizen_of (0.87) => Norland``, one per matched rule whose body relations the passages mention,
+    the last of them in a passage that states the answer; or the bare ``[2] ... => Norland`` when no
+    rule fits.
+    """
+
+    supported: bool
+    documents: list[int]
+    paths: list[str]
+
+    def to_dict(self) -> dict:
+        return {"supported": self.supported, "documents": self.documents, "paths": self.paths}
+
+
+def answer_support(answer: str, passages: Sequence[str], rules: Sequence[Rule] = (), *, top: int = 3, width: int = 90) -> Support:
+    """The :class:`Support` of ``answer`` among the prompt's ``passages`` (numbered from 1) under the
+    matched ``rules`` (best first). An empty answer is unsupported with no path.
+
+    Example:
+        >>> from rulerag.rules import parse_rule
+        >>> s = answer_support("Norland", ["Alice lives in Tarvik.", "Alice serves in army of Norland."],
+        ...                    [parse_rule("citizen_of(X,Y) <- serves_in_army_of(X,Y)")])
+        >>> s.supported, s.documents
+        (True, [2])
+        >>> s.paths
+        ['[2] Alice serves in army of Norland. + rule serves_in_army_of -> citizen_of => Norland']
+        >>> answer_support("Karsland", ["Alice lives in Tarvik."]).supported
+        False
+    """
+    target = normalize_answer(answer)
+    if not target:
+        return Support(False, [], [])
+    stating = [i + 1 for i, p in enumerate(passages) if f" {target} " in f" {normalize_answer(p)} "]
+    if not stating:
+        return Support(False, [], [])
+
+    def shown(n: int) -> str:
+        text = " ".join(passages[n - 1].split())
+        return f"[{n}] {text if len(text) <= width else text[: width - 1] + '…'}"
+
+    tokens = [set(tokenize(p)) for p in passages]
+    paths = []
+    for rule in rules:
+        if len(paths) >= top:
+            break
+        *first, last = rule.body
+        end = next((n for n in stating if _mentions(tokens[n - 1], last.relation)), None)
+        if end is None:  # the rule's last body relation must be stated where the answer is
+            continue
+        before = [next((i + 1 for i in range(len(passages)) if i + 1 != end and _mentions(tokens[i], a.relation)), None)
+                  for a in first]
+        if None not in before:
+            cited = [f"[{n}]" for n in before]
+            paths.append(" + ".join([*cited, shown(end), rule_label(rule)]) + f" => {answer}")
+    if not paths:
+        paths = [f"{shown(stating[0])} => {answer}"]
+    return Support(True, stating, paths)

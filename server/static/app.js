@@ -102,6 +102,7 @@ function clear() {
   for (const id of ["answer-section", "checks-section", "rules-section", "documents-section"]) $(id).hidden = true;
   for (const id of ["rules", "documents", "checks"]) $(id).querySelector("tbody").replaceChildren();
   $("answer").textContent = "";
+  $("answer-why").replaceChildren();
   $("answer-meta").textContent = "";
   $("checks-meta").textContent = "";
 }
@@ -143,8 +144,22 @@ function renderDocuments(data) {
   $("documents-section").hidden = false;
 }
 
+function renderToken(data) {
+  // the answer as the generator decodes it; the `answer` event then replaces it with the final text
+  $("answer").textContent += data.text;
+  $("answer-section").hidden = false;
+}
+
 function renderAnswer(data) {
   $("answer").textContent = data.answer;
+  const why = $("answer-why");
+  why.replaceChildren();
+  const support = data.support;
+  if (support && support.supported) {
+    for (const path of support.paths) why.append(el("li", "why: " + path));
+  }
+  for (const w of data.warnings || []) why.append(el("li", "warning: " + w, "warning"));
+  why.hidden = why.children.length === 0;
   $("answer-section").hidden = false;
 }
 
@@ -193,6 +208,7 @@ function handleEvent(ev) {
   switch (ev.event) {
     case "rules": renderRules(ev.data); setStatus("retrieved; generating…"); break;
     case "documents": renderDocuments(ev.data); break;
+    case "token": renderToken(ev.data); break;
     case "answer": renderAnswer(ev.data); break;
     case "check": renderCheck(ev.data); break;
     case "done": renderDone(ev.data); setStatus("done"); return true;
