@@ -76,7 +76,8 @@ def score_rows(kg, rules, index, questions, generator, cache: Path, *, top: int,
         if len(cands) > 1:
             t = time_value(q.time)
             past = [f for f in index.about(q.subject) if t is None or f.time is None or time_value(f.time) < t]
-            context = [f.doc_id for f in sorted(past, key=lambda f: -math.inf if f.time is None else time_value(f.time))[-answer_k:]]
+            latest = sorted(past, key=lambda f: -math.inf if f.time is None else time_value(f.time))
+            context = [f.doc_id for f in latest[len(latest) - answer_k:]] if answer_k else []  # ([-0:] would be all)
             paths = render_paths(cands, context, fact_of, rules_by_id, q, top=top)
             docs = [linearise_fact(f.subject, f.relation, f.object, f.time) for f in map(fact_of, paths.doc_ids)]
             prompt = grounded_prompt(question_text(q.subject, q.relation, q.time, kg.train.time_unit), docs, paths.lines)
@@ -113,7 +114,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--limit", type=int, default=None, help="a seeded sample of N development questions for the LLM")
     ap.add_argument("--seed", type=int, default=0, help="seed of the --limit sample")
     ap.add_argument("--top", type=int, default=5, help="reasoner candidates the LLM scores (the runner's --score-top)")
-    ap.add_argument("--answer-k", type=int, default=10, help="context documents in the prompt besides the evidence")
+    ap.add_argument("--answer-k", type=int, default=0,
+                    help="context documents (the subject's latest facts) in the prompt besides the evidence; 0 = evidence only, "
+                         "as the runner's grounded_k default")
     ap.add_argument("--backend", choices=[b.value for b in BackendKind], default=None, help="generator backend (default: settings)")
     ap.add_argument("--model", default=None, help="generator model (default: settings)")
     ap.add_argument("--cache", type=Path, default=HERE / "results" / "tune_generator" / "cache", help="cache folder (resumable)")

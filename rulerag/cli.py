@@ -321,6 +321,7 @@ def bench_run(
     score_weight: Annotated[float, typer.Option("--score-weight", help="llm-score: reasoner score + W * LLM score (fit W with benchmarks/tune_generator.py).")] = 1.0,
     score_top: Annotated[int, typer.Option("--score-top", min=1, help="llm-score: reasoner candidates the LLM scores.")] = 5,
     score_norm: Annotated[str, typer.Option("--score-norm", help="llm-score: LLM score = softmax (probability among the candidates) or logprob.")] = "softmax",
+    grounded_k: Annotated[int, typer.Option("--grounded-k", min=0, help="llm+paths, llm-score: retrieved documents in the prompt besides the paths' evidence (0 = evidence only: shortest prompt).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Score retrieval (Recall@k) and answers (EM, entity EM, F1) on a RuleQA benchmark; resumable."""
@@ -333,7 +334,7 @@ def bench_run(
     split = lambda text: [x.strip() for x in text.split(",") if x.strip()]  # noqa: E731
     config = RunConfig(bench=bench, out=out_dir, retrievers=split(retrievers), modes=split(modes), answerers=split(answerers),
                        limit=limit, seed=seed, answer_k=answer_k, index=index, settings=settings, progress=not quiet,
-                       score_weight=score_weight, score_top=score_top, score_norm=score_norm)
+                       score_weight=score_weight, score_top=score_top, score_norm=score_norm, grounded_k=grounded_k)
     results = run_benchmark(config)
     out.print((out_dir / "results.md").read_text())
     err.print(f"wrote {out_dir}/results.json, results.md and plots ({results['questions']} questions)")
@@ -346,7 +347,7 @@ def bench_followrag(
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="The first N items.")] = None,
     refine_rounds: Annotated[int, typer.Option("--refine-rounds", min=0, max=10, help="Verify-and-refine rounds (0 = off).")] = 2,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Answer length limit.")] = 256,
-    backend: Annotated[Optional[BackendKind], typer.Option("--backend", help="transformers, openai or fixed.")] = None,
+    backend: Annotated[Optional[BackendKind], typer.Option("--backend", help="llamacpp (default: the GGUF on llama.cpp), transformers (LoRA adapters), openai or fixed.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Embedded model name, model dir or .gguf file.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -635,7 +636,7 @@ def ask(
     k: KOpt = None,
     retriever: RetrieverOpt = None,
     merge: MergeOpt = None,
-    backend: Annotated[Optional[BackendKind], typer.Option("--backend", help="transformers, openai or fixed.")] = None,
+    backend: Annotated[Optional[BackendKind], typer.Option("--backend", help="llamacpp (default: the GGUF on llama.cpp), transformers (LoRA adapters), openai or fixed.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Embedded model name, model dir or .gguf file.")] = None,
     instruction: Annotated[Optional[list[str]], typer.Option("--instruction", help="Output instruction in words, e.g. 'Answer in JSON.' (repeatable).")] = None,
     constraint: Annotated[Optional[list[str]], typer.Option("--constraint", help="Verifiable constraint ID or ID=JSON-kwargs, e.g. format_no_commas or 'length_words={\"relation\": \"less than\", \"num_words\": 20}' (repeatable).")] = None,
@@ -679,6 +680,9 @@ def _show_answer(answer, as_json: bool) -> None:
     for warning in answer.warnings:  # instruction-like text in the documents (prompt injection)
         out.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
     out.print(Panel(f"[bold]{answer.answer}[/bold]", title=f"Answer ({answer.mode.value}, {answer.generator})", subtitle=answer.question))
+    if answer.support is not None and answer.support.supported:
+        for path in answer.support.paths:  # why this answer: the documents (by number) and the rule
+            out.print(f"why: {path}", markup=False, highlight=False)
     if answer.check is not None:
         verdicts = ", ".join(f"{i}: {'ok' if ok else 'FAILED'}" for i, ok in zip(answer.check.instruction_id_list, answer.check.strict.follow_instruction_list))
         out.print(f"constraints ({len(answer.rounds)} round(s)): {verdicts}")
@@ -692,7 +696,7 @@ def _show_answer(answer, as_json: bool) -> None:
 def demo(
     question: Annotated[str, typer.Option("--question", help="Question to ask the demo index.")] = DEMO_QUESTION,
     mode: ModeOpt = None,
-    backend: Annotated[Optional[BackendKind], typer.Option("--backend", help="transformers, openai or fixed.")] = None,
+    backend: Annotated[Optional[BackendKind], typer.Option("--backend", help="llamacpp (default: the GGUF on llama.cpp), transformers (LoRA adapters), openai or fixed.")] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild indexes/demo even if it exists.")] = False,
     as_json: JsonOpt = False,
 ) -> None:

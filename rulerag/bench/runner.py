@@ -71,7 +71,9 @@ class RunConfig:
     """What to run. ``limit`` takes a seeded sample of that many questions (not the first N).
 
     ``candidates``: reasoner candidates in the ``llm+reasoner`` prompt and paths in the
-    ``llm+paths`` prompt; ``score_top``, ``score_weight``, ``score_norm``: the ``llm-score``
+    ``llm+paths`` prompt; ``grounded_k``: retrieved documents shown in the grounded prompts besides
+    the paths' evidence (0: the evidence only, the shortest prompt that carries the answers: on CPU
+    the prompt's length is the cost); ``score_top``, ``score_weight``, ``score_norm``: the ``llm-score``
     answerer's candidates, weight and normalisation (:mod:`rulerag.generation.scoring`)."""
 
     bench: Path
@@ -84,6 +86,7 @@ class RunConfig:
     ks: Sequence[int] = (1, 5, 10, 50)
     answer_k: int = 10
     candidates: int = 3
+    grounded_k: int = 0
     score_top: int = 5
     score_weight: float = 1.0
     score_norm: str = "softmax"
@@ -268,7 +271,7 @@ class Runner:
             return answerer
         # in standard mode both RuleRAG-ICL answerers see the same standard prompt: share one cache
         name = "llm" if mode == "standard" and answerer in ("llm", "llm+reasoner") else answerer
-        setting = {"llm+paths": f"-k{cfg.candidates}", "llm-score": f"-top{cfg.score_top}"}.get(answerer, "")
+        setting = {"llm+paths": f"-k{cfg.candidates}-g{cfg.grounded_k}", "llm-score": f"-top{cfg.score_top}-g{cfg.grounded_k}"}.get(answerer, "")
         return f"{name}-{gen.backend.value}-{gen.model}-p{PROMPT_VERSION}{setting}".replace("/", "_")
 
     def _fact_of(self, doc_id: str) -> Fact | None:
@@ -279,9 +282,10 @@ class Runner:
         paths (:func:`~rulerag.rules.paths.render_paths`) or, when none of the documents carries a
         fact, the question relation's rules matched to the passages (:func:`~rulerag.rules.paths.lexical_paths`)."""
         query = Query(q["subject"], q["relation"], q.get("time"))
-        paths = render_paths(cands, doc_ids, self._fact_of, self.rules_by_id, query, top=top)
+        paths = render_paths(cands, doc_ids[: self.config.grounded_k], self._fact_of, self.rules_by_id, query, top=top)
         docs, lines = self.texts(paths.doc_ids), paths.lines
-        if not lines and not any(self._fact_of(i) for i in doc_ids):
+        if not lines and not any(self._fact_of(i) for i in doc_ids):  # plain text: the retrieved passages
+            docs = self.texts(doc_ids)
             lines = lexical_paths(self.rules.by_head(query.relation), docs, subject=query.subject, top=top)
         return grounded_prompt(q["question"], docs, lines), lines
 
@@ -373,7 +377,7 @@ class Runner:
             "paired_tests": tests,
             "config": {"bench": str(cfg.bench), "retrievers": list(cfg.retrievers), "modes": list(cfg.modes),
                        "answerers": list(cfg.answerers), "limit": cfg.limit, "seed": cfg.seed, "ks": list(cfg.ks),
-                       "answer_k": cfg.answer_k, "candidates": cfg.candidates, "prompt_version": PROMPT_VERSION,
+                       "answer_k": cfg.answer_k, "candidates": cfg.candidates, "grounded_k": cfg.grounded_k, "prompt_version": PROMPT_VERSION,
                        "score_top": cfg.score_top, "score_weight": cfg.score_weight, "score_norm": cfg.score_norm,
                        "embedding_model": self.index.manifest.embedding_model, "rrf_k": self.settings.retrieval.rrf_k,
                        "merge": self.settings.retrieval.merge.value},
