@@ -218,6 +218,10 @@ def test_new_answerers_produce_rows_and_resume_without_recomputing(bench, tmp_pa
     assert {"reasoner", "llm+paths", "llm-score"} <= set(rows) and all("entity_em" in r for r in rows.values())
     # weight 0: exactly the reasoner's answers
     assert rows["llm-score"]["em"] == rows["reasoner"]["em"]
+    tests = {t["answerer"]: t for t in first["vs_reasoner"]}  # each LLM answerer against the reasoner alone
+    assert set(tests) == {"llm+paths", "llm-score"}
+    assert tests["llm-score"]["a_only"] == tests["llm-score"]["b_only"] == 0 and tests["llm-score"]["p_value"] == 1.0
+    assert tests["llm+paths"]["llm"] == rows["llm+paths"]["entity_em"] and tests["llm+paths"]["reasoner"] == rows["reasoner"]["entity_em"]
     calls = fake.score_calls
     assert calls > 0 and any(p.template == "grounded" for p in fake.prompts)
     for p in fake.prompts:  # every cited document is in the prompt's document block
@@ -343,3 +347,12 @@ def test_answer_support_marks_an_answer_no_passage_states():
     assert not answer_support("Tarvi", passages).supported
     bare = answer_support("Tarvik", passages)
     assert bare.supported and bare.paths == ["[1] Alice Marlow lives in Tarvik. => Tarvik"]
+
+
+def test_rule_guided_answerers_are_skipped_in_standard_mode(bench, tmp_path):
+    fake = FakeScorer(prefer=lambda c: c[-1], answer="Country3")
+    results = _runner(bench, tmp_path / "out", fake, modes=["standard", "rulerag"]).run()
+    by_mode = {(r["mode"], r["answerer"]) for r in results["rows"]}
+    assert ("standard", "reasoner") in by_mode and ("rulerag", "llm-score") in by_mode
+    assert ("standard", "llm-score") not in by_mode and ("standard", "llm+paths") not in by_mode
+    assert "LLM answerers vs the reasoner alone" in (tmp_path / "out" / "results.md").read_text()

@@ -20,6 +20,10 @@ Recall@k. Answerers then read the cached documents:
   candidate under the grounded prompt). Each cache row keeps every candidate's reasoner score and
   log-probability, so the weight can be refitted offline and changing it never re-runs the LLM.
 
+``llm+paths`` and ``llm-score`` read the rule reasoner's groundings, so they run in ``rulerag`` mode
+only. Every LLM answerer is compared with the reasoner alone on the same retrieval (entity EM,
+exact McNemar: ``vs_reasoner`` in the results).
+
 Everything is cached under ``OUT/cache/`` as JSON lines written as it goes, so an interrupted run
 resumes where it stopped and changing answerers never re-retrieves. Answer caches are named after
 the answerer, backend, model, prompt version and setting, so runs with other prompts never mix.
@@ -64,6 +68,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ANSWERERS = ("none", "reasoner", "llm", "llm+reasoner", "llm+paths", "llm-score")
+#: answerers that read the reasoner's rule groundings: skipped in standard mode
+RULE_GUIDED = ("llm+paths", "llm-score")
 
 
 @dataclass
@@ -352,14 +358,18 @@ class Runner:
                     **{f"recall@10_{g}": float(np.mean([hits[10][i] for i in idx])) for g, idx in groups.items() if idx and 10 in hits},
                 }
                 for answerer in cfg.answerers:
+                    if mode == "standard" and answerer in RULE_GUIDED:
+                        continue  # they apply the matched rules: rule-guided mode only
                     row = dict(base, answerer=answerer)
                     if answerer != "none":
                         answers = self.answer(retriever, mode, answerer, retrieved)
                         preds = [answers[q["id"]]["answer"] for q in self.questions]
                         em = [exact_match(p, q["golden_answers"]) for p, q in zip(preds, self.questions)]
                         row["em"] = float(np.mean(em))
-                        row["entity_em"] = float(np.mean([entity_exact_match(p, q["golden_answers"], [q["subject"]], self.matcher)
-                                                          for p, q in zip(preds, self.questions)]))
+                        entity = [entity_exact_match(p, q["golden_answers"], [q["subject"]], self.matcher)
+                                  for p, q in zip(preds, self.questions)]
+                        row["entity_em"] = float(np.mean(entity))
+                        per_question[(retriever, mode, answerer, "entity")] = entity
                         row["f1"] = float(np.mean([token_f1(p, q["golden_answers"]) for p, q in zip(preds, self.questions)]))
                         per_question[(retriever, mode, answerer)] = em
                     rows.append(row)
@@ -370,11 +380,18 @@ class Runner:
                 if a is not None and b is not None:
                     tests.append({"retriever": retriever, "metric": "recall@10" if what == "retrieval" else f"em ({what})",
                                   "standard": float(np.mean(a)), "rulerag": float(np.mean(b)), **mcnemar(a, b)})
+        vs_reasoner = []  # each LLM answerer against the reasoner alone, same retrieval, entity EM
+        for (retriever, mode, answerer, *kind), flags in per_question.items():
+            base_flags = per_question.get((retriever, mode, "reasoner", "entity"))
+            if kind and answerer.startswith("llm") and base_flags is not None:
+                vs_reasoner.append({"retriever": retriever, "mode": mode, "answerer": answerer, "reasoner": float(np.mean(base_flags)),
+                                    "llm": float(np.mean(flags)), **mcnemar(base_flags, flags)})
         results = {
             "benchmark": cfg.bench.name,
             "questions": len(self.questions),
             "rows": rows,
             "paired_tests": tests,
+            "vs_reasoner": vs_reasoner,
             "config": {"bench": str(cfg.bench), "retrievers": list(cfg.retrievers), "modes": list(cfg.modes),
                        "answerers": list(cfg.answerers), "limit": cfg.limit, "seed": cfg.seed, "ks": list(cfg.ks),
                        "answer_k": cfg.answer_k, "candidates": cfg.candidates, "grounded_k": cfg.grounded_k, "prompt_version": PROMPT_VERSION,
@@ -409,6 +426,12 @@ def write_results(results: dict[str, Any], out: Path) -> None:
                   "| retriever | metric | standard | rulerag | only standard right | only rulerag right | p |", "|---|---|---|---|---|---|---|"]
         for t in results["paired_tests"]:
             lines.append(f"| {t['retriever']} | {t['metric']} | {_fmt(t['standard'])} | {_fmt(t['rulerag'])} | {t['a_only']} | {t['b_only']} | {t['p_value']:.2g} |")
+    if results.get("vs_reasoner"):
+        lines += ["", "LLM answerers vs the reasoner alone, entity EM (exact McNemar):", "",
+                  "| retriever | mode | answerer | reasoner | answerer | only reasoner right | only answerer right | p |", "|---|---|---|---|---|---|---|---|"]
+        for t in results["vs_reasoner"]:
+            lines.append(f"| {t['retriever']} | {t['mode']} | {t['answerer']} | {_fmt(t['reasoner'])} | {_fmt(t['llm'])} | "
+                         f"{t['a_only']} | {t['b_only']} | {t['p_value']:.2g} |")
     lines += ["", "Configuration: " + ", ".join(f"{k}={v}" for k, v in results["config"].items()), ""]
     with atomic_file(out / "results.md") as fh:
         fh.write("\n".join(lines))
