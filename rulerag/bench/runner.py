@@ -392,6 +392,9 @@ class Runner:
             "rows": rows,
             "paired_tests": tests,
             "vs_reasoner": vs_reasoner,
+            # per-question entity EM of every answer row, in question order: paired tests across runs
+            "question_ids": [q["id"] for q in self.questions],
+            "entity_em_flags": {f"{r}/{m}/{a}": [int(x) for x in flags] for (r, m, a, *kind), flags in per_question.items() if kind},
             "config": {"bench": str(cfg.bench), "retrievers": list(cfg.retrievers), "modes": list(cfg.modes),
                        "answerers": list(cfg.answerers), "limit": cfg.limit, "seed": cfg.seed, "ks": list(cfg.ks),
                        "answer_k": cfg.answer_k, "candidates": cfg.candidates, "grounded_k": cfg.grounded_k, "prompt_version": PROMPT_VERSION,
