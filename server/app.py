@@ -196,9 +196,11 @@ def create_app(
         support, notes = engine.require_ready().explain(generated.answer, prepared.result, prepared.documents, prepared.shown)
         return support, prepared.warnings + notes
 
-    def _answer_dict(prepared: Prepared, generated: Generated, include_prompt: bool, t0: float) -> dict[str, Any]:
+    def _answer_dict(prepared: Prepared, generated: Generated, include_prompt: bool, t0: float,
+                     notes: tuple[Any, list[str]] | None = None) -> dict[str, Any]:
+        """The /v1/ask response; ``notes``: :func:`_notes` when the caller has them already."""
         result = prepared.result
-        support, warnings = _notes(prepared, generated)
+        support, warnings = notes or _notes(prepared, generated)
         return {
             "warnings": warnings,
             "support": support.to_dict() if support is not None else None,
@@ -266,12 +268,14 @@ def create_app(
                 if not job.done():
                     job.cancel()
             generated = await job
-            support, warnings = _notes(prepared, generated)
+            notes = _notes(prepared, generated)
+            support, warnings = notes
             yield _sse("answer", {"answer": generated.answer, "warnings": warnings,
                                   "support": support.to_dict() if support is not None else None})
             if generated.report is not None:
                 yield _sse("check", {"check": generated.report.to_dict(), "rounds": generated.rounds})
-            yield _sse("done", AskResponse.model_validate(_answer_dict(prepared, generated, include_prompt, t0)).model_dump(mode="json"))
+            done = _answer_dict(prepared, generated, include_prompt, t0, notes)
+            yield _sse("done", AskResponse.model_validate(done).model_dump(mode="json"))
         except ApiError as exc:
             yield _sse("error", error_body(exc.code, exc.message))
         except RuleRAGError as exc:
