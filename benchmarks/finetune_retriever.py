@@ -47,7 +47,7 @@ from rulerag.bench.runner import RunConfig, Runner, mcnemar  # noqa: E402
 from rulerag.config import DEFAULT_EMBEDDING_MODEL, load_settings  # noqa: E402
 from rulerag.corpus import file_sha256  # noqa: E402
 from rulerag.errors import RuleRAGError  # noqa: E402
-from rulerag.finetune.checkpoint import fingerprint, read_marker, validate_model_dir  # noqa: E402
+from rulerag.checkpoint import fingerprint, read_marker, validate_model_dir  # noqa: E402
 from rulerag.finetune.data import RETRIEVER_FILE  # noqa: E402
 from rulerag.finetune.retriever import RetrieverConfig  # noqa: E402
 from rulerag.metrics import recall_at_k  # noqa: E402

@@ -174,7 +174,7 @@ def worker(engine: str, model: str, threads: int, prompts_file: Path, result_fil
 
 
 def _demo_ask(gen) -> dict:
-    from rulerag.cli import DEMO_CORPUS, DEMO_INDEX, DEMO_QUESTION, DEMO_RULES
+    from rulerag.demo import DEMO_CORPUS, DEMO_INDEX, DEMO_QUESTION, DEMO_RULES
     from rulerag.config import Settings
     from rulerag.pipeline import RuleRAG
     from rulerag.retrieval.index import build_index

@@ -60,7 +60,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 
-from rulerag.cli import DEMO_CORPUS, DEMO_RULES  # noqa: E402
+from rulerag.demo import DEMO_CORPUS, DEMO_RULES  # noqa: E402
 from rulerag.config import BackendKind, Settings, load_settings  # noqa: E402
 from rulerag.generation import Generator, make_backend  # noqa: E402
 from rulerag.generation.prompts import PROMPT_VERSION  # noqa: E402

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))  # profile_query's timers
 
-from rulerag.cli import DEMO_INDEX, DEMO_QUESTION, DEMO_RULES  # noqa: E402
+from rulerag.demo import DEMO_INDEX, DEMO_QUESTION, DEMO_RULES  # noqa: E402
 from server.config import ServerSettings  # noqa: E402
 
 SERVER_THREADS = ServerSettings.model_fields["compute_threads"].default

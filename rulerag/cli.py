@@ -24,6 +24,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from rulerag.config import BackendKind, FaissIndexType, MergePolicy, Mode, RetrieverKind, Settings, load_settings
+from rulerag.demo import DEMO_CORPUS, DEMO_INDEX, DEMO_QUESTION, DEMO_RULES, demo_rules_for
 from rulerag.errors import RuleRAGError
 
 app = typer.Typer(
@@ -46,11 +47,6 @@ app.add_typer(finetune_app, name="finetune")
 out = Console()
 err = Console(stderr=True)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_CORPUS = Path(__file__).resolve().parent / "demo" / "corpus.jsonl"
-DEMO_RULES = REPO_ROOT / "rules" / "demo.jsonl"
-DEMO_INDEX = REPO_ROOT / "indexes" / "demo"
-DEMO_QUESTION = "Which country is Alice Marlow a citizen of?"
 
 _state: dict[str, Any] = {"config": None}
 
@@ -450,7 +446,7 @@ def finetune_check(
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a fine-tuned model directory (every file against its completion marker) and show what it is."""
-    from rulerag.finetune.checkpoint import fingerprint, verify_model_dir
+    from rulerag.checkpoint import fingerprint, verify_model_dir
 
     info = verify_model_dir(path)
     marker = info.marker or {}
@@ -485,8 +481,6 @@ def serve(
     from server.serve import serve as run_server
 
     settings = _settings(generation=_drop_none(backend=backend))
-    if rules is None and settings.rules.path is None and index.resolve() == DEMO_INDEX.resolve():
-        rules = DEMO_RULES
     run_server(index, rules, host, port, settings=settings, log_level=log_level)
 
 
@@ -543,9 +537,8 @@ def _pipeline(index: Path, rules: Path | None, **sections: dict[str, Any]):
 
     settings = _settings(**sections)
     if rules is None and settings.rules.path is None:
-        if index.resolve() == DEMO_INDEX.resolve():
-            rules = DEMO_RULES
-        elif settings.retrieval.mode == Mode.rulerag:
+        rules = demo_rules_for(index)
+        if rules is None and settings.retrieval.mode == Mode.rulerag:
             err.print("note: no rule file (--rules or rules.path): rulerag mode retrieves with the question only", style="yellow")
     return RuleRAG.from_index(index, rules, settings=settings)
 

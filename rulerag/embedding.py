@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
+from rulerag.checkpoint import RETRIEVER, fingerprint, read_marker, validate_model_dir
 from rulerag.config import DEFAULT_EMBEDDING_MODEL, EmbeddingBackend
 from rulerag.embedding_onnx import PROBE_TEXTS, _OnnxEncoder, _onnx_for, _OnnxNotApplicable, onnx_cache_dir, onnx_missing
 from rulerag.errors import ConfigError
@@ -51,9 +52,9 @@ class TextEncoder(Protocol):
 def resolve_model_path(name: str) -> Path:
     """Map a model name to a local directory. The packaged default needs no hub.
 
-    A local directory is checked by :func:`rulerag.finetune.checkpoint.validate_model_dir`: a
+    A local directory is checked by :func:`rulerag.checkpoint.validate_model_dir`: a
     partial or corrupt one (missing weights, bad config.json, a fine-tuning output without its
-    completion marker) raises :class:`~rulerag.finetune.checkpoint.CheckpointError` (a
+    completion marker) raises :class:`~rulerag.checkpoint.CheckpointError` (a
     :class:`ConfigError`) naming the problem and the fix.
 
     Example:
@@ -76,10 +77,33 @@ def resolve_model_path(name: str) -> Path:
         )
     # A local directory (e.g. from `rulerag finetune retriever`) must be complete: readable config,
     # intact weights, and the completion marker when rulerag wrote it (cheap; cached per directory state).
-    from rulerag.finetune.checkpoint import RETRIEVER, validate_model_dir
-
     validate_model_dir(path, expect=RETRIEVER)
     return path
+
+
+def describe_encoder(name: str) -> dict[str, Any]:
+    """The record of an embedding model kept in index manifests.
+
+    ``name`` as given, the resolved absolute ``path``, its :func:`~rulerag.checkpoint.fingerprint`,
+    whether it was fine-tuned by rulerag, and the base model when known. A name that does not
+    resolve to local files (a test stand-in encoder) gives ``{"name": name}`` only.
+
+    Example:
+        >>> describe_encoder("hash-64")
+        {'name': 'hash-64'}
+    """
+    try:
+        path = resolve_model_path(name).resolve()
+    except ConfigError:
+        return {"name": name}
+    marker = read_marker(path)
+    return {
+        "name": name,
+        "path": str(path),
+        "fingerprint": fingerprint(path),
+        "finetuned": marker is not None,
+        "base_model": marker.get("base_model") if marker else None,
+    }
 
 
 @lru_cache(maxsize=4)

@@ -29,6 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from rulerag.errors import ConfigError
+from rulerag.io import atomic_file, cache_root, file_lock
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +108,7 @@ def _model_key(root: Path) -> str:
 def onnx_cache_dir(model_dir: str | Path, label: str | None = None) -> Path:
     """Where the ONNX export of ``model_dir`` is cached: ``<root>/<label>-<key>/`` with ``<root>`` =
     ``$RULERAG_ONNX_CACHE_DIR``, else ``<cache>/onnx`` where ``<cache>`` is ``$RULERAG_CACHE_DIR`` or
-    ``~/.cache/rulerag`` (the generators' cache root)."""
-    from rulerag.generation.models import cache_root
-
+    ``~/.cache/rulerag`` (:func:`rulerag.io.cache_root`, shared with the generators)."""
     model_dir = Path(model_dir)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(label or str(model_dir.resolve())).name)[:64] or "model"
     env = os.environ.get("RULERAG_ONNX_CACHE_DIR")
@@ -189,9 +188,7 @@ class _OnnxEncoder:
     def _export_locked(self, *, again: bool) -> bool:
         """Export under the in-process and inter-process locks; unless ``again``, skip it when another
         thread or process has written the file meanwhile. True when this call exported."""
-        from rulerag.generation.models import _file_lock
-
-        with _EXPORT_LOCK, _file_lock(self._lock_path()):
+        with _EXPORT_LOCK, file_lock(self._lock_path()):
             if not again and self.path.is_file():
                 return False
             self._export()
@@ -266,8 +263,6 @@ class _OnnxEncoder:
         import onnx
         import torch
         import transformers
-
-        from rulerag.io import atomic_file
 
         meta = {"source": str(self.model_dir.resolve()), "opset": self.OPSET, "format": self.FORMAT, "inputs": self.input_names,
                 "torch": torch.__version__, "transformers": transformers.__version__, "onnx": onnx.__version__,

@@ -1,4 +1,5 @@
-"""Atomic file and directory writes: write to a temporary sibling, then rename.
+"""Files: atomic writes (write to a temporary sibling, then rename), JSONL reading, the cache
+directory and an inter-process file lock.
 
 A crash or an error part-way leaves the old file (or nothing), never half a file.
 """
@@ -102,3 +103,26 @@ def iter_jsonl(path: str | Path, example: str, error: type[InputFormatError] = I
             if not isinstance(obj, dict):
                 raise error(path, lineno, "line is not a JSON object", f"write {example}")
             yield lineno, obj
+
+
+def cache_root() -> Path:
+    """``$RULERAG_CACHE_DIR`` or ``~/.cache/rulerag``: where prepared model copies are kept."""
+    env = os.environ.get("RULERAG_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "rulerag"
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Inter-process lock (POSIX ``flock``); a no-op where ``fcntl`` is missing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

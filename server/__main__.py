@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rulerag.cli import DEMO_INDEX
+from rulerag.demo import DEMO_INDEX
 from rulerag.config import load_settings
 from rulerag.errors import RuleRAGError
 from server.serve import serve

@@ -36,7 +36,7 @@ from fastapi.staticfiles import StaticFiles
 
 from rulerag.checking import INSTRUCTIONS, check
 from rulerag.checking.instructions import validate_kwargs
-from rulerag.cli import DEMO_INDEX, DEMO_QUESTION, DEMO_RULES
+from rulerag.demo import DEMO_QUESTION, demo_rules_for
 from rulerag.config import Settings, load_settings
 from rulerag.embedding import TextEncoder
 from rulerag.errors import RuleRAGError
@@ -125,8 +125,8 @@ def create_app(
     limits = load_server_settings(server_settings)
     keys = load_api_keys(api_keys)
     index = Path(index)
-    if rules is None and settings.rules.path is None and index.resolve() == DEMO_INDEX.resolve():
-        rules = DEMO_RULES
+    if rules is None and settings.rules.path is None:
+        rules = demo_rules_for(index)
     engine = Engine(index, Path(rules) if rules is not None else None, settings, limits, generator=generator, encoder=encoder)
     models = request_models(limits)
     AskRequest, RetrieveRequest, CheckRequest = models.AskRequest, models.RetrieveRequest, models.CheckRequest

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 
-from rulerag.cli import DEMO_QUESTION
+from rulerag.demo import DEMO_QUESTION
 from rulerag.config import Mode
 from server.config import ServerSettings
 

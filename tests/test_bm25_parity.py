@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from rulerag.cli import DEMO_CORPUS
+from rulerag.demo import DEMO_CORPUS
 from rulerag.corpus import read_corpus
 from rulerag.retrieval.bm25 import BM25Index
 from rulerag.text import tokenize

@@ -70,7 +70,7 @@ def test_refine_prompt_names_the_failed_instructions():
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory):
-    from rulerag.cli import DEMO_CORPUS
+    from rulerag.demo import DEMO_CORPUS
 
     out = tmp_path_factory.mktemp("idx") / "demo"
     build_index(DEMO_CORPUS, out, progress=False, encoder=HashEncoder())

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rulerag.embedding import resolve_model_path
-from rulerag.finetune.checkpoint import (
+from rulerag.checkpoint import (
     CARD_TAG,
     MARKER,
     RETRIEVER,

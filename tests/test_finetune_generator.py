@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("peft", reason="generator fine-tuning needs peft: pip install -e '.[finetune]'")
 
 from rulerag.errors import GenerationError  # noqa: E402
-from rulerag.finetune.checkpoint import MARKER, read_marker  # noqa: E402
+from rulerag.checkpoint import MARKER, read_marker  # noqa: E402
 from rulerag.finetune.data import GeneratorExample  # noqa: E402
 from rulerag.generation.prompts import rulerag_prompt  # noqa: E402
 

@@ -17,7 +17,7 @@ import pytest
 
 from rulerag.corpus import read_corpus
 from rulerag.errors import ConfigError, IndexLoadError, InputFormatError
-from rulerag.finetune.checkpoint import MARKER, read_marker
+from rulerag.checkpoint import MARKER, read_marker
 from rulerag.finetune.data import (
     TrainExample,
     contains_answer,
@@ -181,7 +181,7 @@ def test_one_epoch_improves_recall_on_the_split(finetuned):
 
 def test_checkpoint_has_card_marker_and_loads_in_the_encoder(finetuned, tiny_encoder):
     from rulerag.embedding import Encoder
-    from rulerag.finetune.checkpoint import CARD_TAG, verify_model_dir
+    from rulerag.checkpoint import CARD_TAG, verify_model_dir
 
     result, _, _ = finetuned
     out = result.config.out
@@ -228,7 +228,7 @@ def test_benchmark_script_reuses_a_model_only_when_trained_on_the_same_split(fin
 
 def test_index_built_with_finetuned_encoder_records_and_uses_it(finetuned, bench, tmp_path, monkeypatch):
     from rulerag.config import load_settings
-    from rulerag.finetune.checkpoint import fingerprint
+    from rulerag.checkpoint import fingerprint
     from rulerag.retrieval.index import build_index, load_index, read_manifest
 
     out = finetuned[0].config.out

@@ -12,7 +12,8 @@ import faiss
 import pytest
 from typer.testing import CliRunner
 
-from rulerag.cli import DEMO_CORPUS, app
+from rulerag.cli import app
+from rulerag.demo import DEMO_CORPUS
 from rulerag.config import IndexSettings, Settings, load_settings
 from rulerag.corpus import file_sha256
 from rulerag.errors import ConfigError, IndexLoadError

@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 import pytest
 
-from rulerag.cli import DEMO_CORPUS, DEMO_RULES
+from rulerag.demo import DEMO_CORPUS, DEMO_RULES
 from rulerag.config import load_settings
 from rulerag.retrieval.index import build_index, convert_index, load_index, read_manifest
 

@@ -24,7 +24,8 @@ from rulerag.checking.injection import (
     sanitize_document,
     sanitize_documents,
 )
-from rulerag.cli import DEMO_CORPUS, DEMO_QUESTION, DEMO_RULES, app
+from rulerag.cli import app
+from rulerag.demo import DEMO_CORPUS, DEMO_QUESTION, DEMO_RULES
 from rulerag.config import load_settings
 from rulerag.corpus import read_corpus
 from rulerag.generation import FixedBackend

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from rulerag.cli import DEMO_CORPUS, DEMO_RULES
+from rulerag.demo import DEMO_CORPUS, DEMO_RULES
 from rulerag.retrieval.index import build_index
 
 pytestmark = [

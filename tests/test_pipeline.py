@@ -12,7 +12,8 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from rulerag.cli import DEMO_CORPUS, DEMO_QUESTION, DEMO_RULES, app
+from rulerag.cli import app
+from rulerag.demo import DEMO_CORPUS, DEMO_QUESTION, DEMO_RULES
 from rulerag.config import load_settings
 from rulerag.corpus import iter_corpus
 from rulerag.generation import FixedBackend

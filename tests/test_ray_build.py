@@ -17,7 +17,8 @@ import pytest
 import scipy.sparse as sp
 from typer.testing import CliRunner
 
-from rulerag.cli import DEMO_CORPUS, app
+from rulerag.cli import app
+from rulerag.demo import DEMO_CORPUS
 from rulerag.corpus import Document, read_corpus, write_corpus
 from rulerag.errors import ConfigError, CorpusFormatError
 from rulerag.retrieval.bm25 import BM25Index, BM25Stats, bm25_from_entries, document_tokens, score_entries

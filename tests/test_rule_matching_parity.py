@@ -11,7 +11,7 @@ import random
 import numpy as np
 import pytest
 
-from rulerag.cli import DEMO_QUESTION, DEMO_RULES
+from rulerag.demo import DEMO_QUESTION, DEMO_RULES
 from rulerag.rules import RuleMatch, RuleStore, parse_rule
 from rulerag.rules.store import _confidence_key, _reason, _words_match, mask_entities
 from rulerag.text import relation_words, tokenize

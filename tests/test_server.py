@@ -20,7 +20,7 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from rulerag.cli import DEMO_CORPUS, DEMO_QUESTION, DEMO_RULES  # noqa: E402
+from rulerag.demo import DEMO_CORPUS, DEMO_QUESTION, DEMO_RULES  # noqa: E402
 from rulerag.config import load_settings  # noqa: E402
 from rulerag.errors import ConfigError, GenerationError, IndexLoadError  # noqa: E402
 from rulerag.generation import Prompt  # noqa: E402

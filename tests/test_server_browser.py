@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rulerag.cli import DEMO_CORPUS, DEMO_QUESTION, DEMO_RULES
+from rulerag.demo import DEMO_CORPUS, DEMO_QUESTION, DEMO_RULES
 from rulerag.config import load_settings
 from rulerag.retrieval.index import build_index
 from server.app import create_app

@@ -16,7 +16,7 @@ from hypothesis import strategies as st  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 from schemathesis import checks as st_checks  # noqa: E402
 
-from rulerag.cli import DEMO_CORPUS, DEMO_RULES  # noqa: E402
+from rulerag.demo import DEMO_CORPUS, DEMO_RULES  # noqa: E402
 from rulerag.config import load_settings  # noqa: E402
 from rulerag.retrieval.index import build_index  # noqa: E402
 from server.app import create_app  # noqa: E402

@@ -14,7 +14,7 @@ pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from rulerag.cli import DEMO_CORPUS, DEMO_RULES  # noqa: E402
+from rulerag.demo import DEMO_CORPUS, DEMO_RULES  # noqa: E402
 from rulerag.config import load_settings  # noqa: E402
 from rulerag.errors import ConfigError  # noqa: E402
 from rulerag.retrieval.dense import DenseIndex  # noqa: E402

@@ -20,10 +20,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from rulerag.corpus import Document, linearise_fact, write_corpus
+from rulerag.demo import DEMO_CORPUS, DEMO_RULES
 from rulerag.io import atomic_file
 
 HERE = Path(__file__).resolve().parent
-RULES_OUT = HERE.parent.parent / "rules" / "demo.jsonl"
 SEED = 7
 
 COUNTRIES = {  # country -> (language, cities)
@@ -166,8 +166,8 @@ def main() -> None:
         for s, r, o in facts:
             fh.write(f"{s}\t{r}\t{o}\n")
     docs = [Document(f"demo-{i:04d}", linearise_fact(s, r, o), {"subject": s, "relation": r, "object": o}) for i, (s, r, o) in enumerate(facts)]
-    write_corpus(docs, HERE / "corpus.jsonl")
-    with atomic_file(RULES_OUT, "wb") as fh:
+    write_corpus(docs, DEMO_CORPUS)
+    with atomic_file(DEMO_RULES, "wb") as fh:
         for head, body in RULES:
             support, conf = count_rule(facts, head, body)
             datalog = f"{head}(X,Y) <- " + ", ".join(f"{r}({a},{b})" for r, a, b in body)

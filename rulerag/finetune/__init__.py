@@ -5,8 +5,9 @@
   hard negatives), held-out Recall@k every epoch, early stopping, atomic save with a model card;
 - :func:`rulerag.finetune.generator.train_generator`: LoRA (peft) supervised fine-tuning on
   ``finetune_generator.jsonl`` with the loss on the answer tokens only; saves the adapter;
-- :mod:`rulerag.finetune.checkpoint`: the completion marker, validation of model directories
-  (partial or corrupt checkpoints are refused) and fingerprints recorded in index manifests.
+- :mod:`rulerag.checkpoint` (below this package, shared with the model loaders): the completion
+  marker, validation of model directories (partial or corrupt checkpoints are refused) and
+  fingerprints recorded in index manifests; re-exported here.
 
 Heavy libraries (torch, sentence-transformers, peft) load only when training starts, so importing
 this package is cheap.
@@ -18,16 +19,16 @@ Example:
     >>> result.best["recall@10"]                                                               # doctest: +SKIP
 """
 
-from rulerag.finetune.checkpoint import (
+from rulerag.checkpoint import (
     ADAPTER,
     MARKER,
     RETRIEVER,
     CheckpointError,
-    describe_encoder,
     fingerprint,
     validate_model_dir,
     verify_model_dir,
 )
+from rulerag.embedding import describe_encoder
 
 __all__ = [
     "ADAPTER",

@@ -3,7 +3,7 @@
 A card says what the model was trained on (benchmark, file and its SHA-256, how many examples, the
 held-out slice), with which settings, how it scored on the held-out slice per epoch, how long it
 took on what hardware, and how to use it. Its YAML header carries the tag
-:data:`~rulerag.finetune.checkpoint.CARD_TAG`, by which a directory without its completion
+:data:`~rulerag.checkpoint.CARD_TAG`, by which a directory without its completion
 marker is recognised as an unfinished rulerag output.
 
 Example:
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rulerag.finetune.checkpoint import CARD_TAG
+from rulerag.checkpoint import CARD_TAG
 
 
 def _fmt(value: Any) -> str:

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from rulerag.corpus import file_sha256
 from rulerag.errors import ConfigError, GenerationError
 from rulerag.finetune.card import generator_card
-from rulerag.finetune.checkpoint import ADAPTER, write_marker
+from rulerag.checkpoint import ADAPTER, write_marker
 from rulerag.finetune.data import GENERATOR_FILE, GeneratorExample, limit_groups, read_generator_examples, split_groups
 from rulerag.finetune.retriever import EpochHistory, command_line, environment
 from rulerag.io import atomic_dir

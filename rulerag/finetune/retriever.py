@@ -41,7 +41,7 @@ from rulerag.config import DEFAULT_EMBEDDING_MODEL
 from rulerag.corpus import file_sha256, read_corpus
 from rulerag.errors import ConfigError
 from rulerag.finetune.card import retriever_card
-from rulerag.finetune.checkpoint import RETRIEVER, write_marker
+from rulerag.checkpoint import RETRIEVER, write_marker
 from rulerag.finetune.data import (
     RETRIEVER_FILE,
     TrainExample,

@@ -276,7 +276,7 @@ def _is_adapter_dir(path: Path) -> bool:
 
 def _adapter_base(adapter: Path) -> str:
     """The base model of an adapter directory: the completion marker's, else adapter_config.json's."""
-    from rulerag.finetune.checkpoint import ADAPTER, CheckpointError, validate_model_dir
+    from rulerag.checkpoint import ADAPTER, CheckpointError, validate_model_dir
 
     try:
         info = validate_model_dir(adapter, expect=ADAPTER)
@@ -307,7 +307,7 @@ def quiet_peft() -> Iterator[None]:
 def _apply_adapter(model: Any, adapter: Path) -> Any:
     """``model`` with the LoRA ``adapter`` merged in; refuses a partial adapter or one trained on
     another architecture, naming the problem and the fix."""
-    from rulerag.finetune.checkpoint import ADAPTER, CheckpointError, validate_model_dir
+    from rulerag.checkpoint import ADAPTER, CheckpointError, validate_model_dir
 
     try:
         info = validate_model_dir(adapter, expect=ADAPTER)

@@ -37,12 +37,12 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from rulerag.errors import GenerationError
-from rulerag.io import atomic_dir, atomic_file
+from rulerag.io import atomic_dir, atomic_file, cache_root, file_lock
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -174,12 +174,6 @@ MODELS: dict[str, EmbeddedModel] = {
 }
 
 
-def cache_root() -> Path:
-    """``$RULERAG_CACHE_DIR`` or ``~/.cache/rulerag``."""
-    env = os.environ.get("RULERAG_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "rulerag"
-
-
 def model_cache_dir(name: str) -> Path:
     """Where the fast-loading copy of embedded model ``name`` lives: ``<cache>/models/<name>``."""
     return cache_root() / "models" / name
@@ -223,23 +217,6 @@ def _check_sha(entry: EmbeddedModel, actual: str, parts: list[Path]) -> None:
         )
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Inter-process lock (POSIX ``flock``); a no-op where ``fcntl`` is missing."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 _LOCK = threading.Lock()
 
 
@@ -265,7 +242,7 @@ def resolve_generator(name: str) -> Path:
     if _is_built(target, entry):
         return target
     parts = entry.part_paths()
-    with _LOCK, _file_lock(target.parent / f".{name}.lock"):
+    with _LOCK, file_lock(target.parent / f".{name}.lock"):
         if _is_built(target, entry):  # another thread or process built it meanwhile
             return target
         for stale in target.parent.glob(f".{name}.*.gguf.tmp"):  # left by a killed build
@@ -402,7 +379,7 @@ def resolve_gguf(name: str) -> Path:
     record = directory / f"{entry.gguf_name}.verified.json"
     if target.is_file() and _verified(target, record, entry):
         return target
-    with _LOCK, _file_lock(directory / f".{entry.name}.gguf.lock"):
+    with _LOCK, file_lock(directory / f".{entry.name}.gguf.lock"):
         if target.is_file() and _verified(target, record, entry):
             return target
         t0 = time.perf_counter()

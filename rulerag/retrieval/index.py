@@ -36,9 +36,8 @@ from tqdm.auto import tqdm
 
 from rulerag.config import DEFAULT_EMBEDDING_MODEL, GpuPolicy, IndexSettings, Settings
 from rulerag.corpus import Document, file_sha256, read_corpus
-from rulerag.embedding import Encoder, resolve_model_path
+from rulerag.embedding import Encoder, describe_encoder, resolve_model_path
 from rulerag.errors import ConfigError, IndexLoadError
-from rulerag.finetune.checkpoint import describe_encoder
 from rulerag.io import atomic_dir
 from rulerag.retrieval.bm25 import BM25Index, BM25Stats, bm25_from_entries, document_tokens, score_entries
 from rulerag.retrieval.dense import DenseIndex
@@ -69,7 +68,7 @@ class Manifest(BaseModel):
     python: str
     settings: dict[str, Any]
     #: the embedding model as used: name, absolute path, fingerprint (SHA-256 over its files), whether
-    #: rulerag fine-tuned it and its base model (see rulerag.finetune.checkpoint.describe_encoder);
+    #: rulerag fine-tuned it and its base model (see rulerag.embedding.describe_encoder);
     #: None for a BM25-only index and for indexes written before this field existed
     encoder: dict[str, Any] | None = None
     #: set by `rulerag index convert`: the source index (path, faiss_type, built_at, dense.faiss
@@ -166,7 +165,7 @@ def check_encoder(path: Path, manifest: Manifest) -> None:
     record = manifest.encoder or {}
     if not record.get("fingerprint") or manifest.embedding_model is None:
         return
-    from rulerag.finetune.checkpoint import fingerprint
+    from rulerag.checkpoint import fingerprint
 
     model = query_model(manifest)
     try:

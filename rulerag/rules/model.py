@@ -25,6 +25,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from rulerag.rules.atoms import RULE_EXAMPLE, Atom, InvalidRule, parse_atoms
+
 #: Longest body accepted. Mined path rules (AMIE, AnyBURL, RuleRAG's RuleQA) use 1 to 3 atoms.
 MAX_BODY = 3
 #: The joiner written between body atoms in the text form (``&``, ``,``, ``and``, ``^`` parse).
@@ -33,37 +35,6 @@ TEXT_JOINER = " & "
 _HEAD_VARS = ("X", "Y")
 _EXTRA_VARS = ("Z", "W", "V", "U")
 _METRICS = ("confidence", "head_coverage", "pca_confidence")
-_EXAMPLE = "[Entity1, r1, Entity2] leads to [Entity1, r2, Entity2] or r2(X,Y) <- r1(X,Y)"
-
-
-class InvalidRule(ValueError):
-    """A rule that breaks a structural or numeric constraint; ``fix`` says how to repair it."""
-
-    def __init__(self, problem: str, fix: str = "") -> None:
-        self.problem = problem
-        self.fix = fix
-        super().__init__(f"{problem}. Fix: {fix}" if fix else problem)
-
-
-@dataclass(frozen=True)
-class Atom:
-    """One triple pattern ``relation(subject, object)``; subject and object are variables.
-
-    Example:
-        >>> Atom("born_in", "X", "Y").variables
-        ('X', 'Y')
-    """
-
-    relation: str
-    subject: str
-    object: str
-
-    @property
-    def variables(self) -> tuple[str, str]:
-        return (self.subject, self.object)
-
-    def to_dict(self) -> dict[str, str]:
-        return {"relation": self.relation, "subject": self.subject, "object": self.object}
 
 
 def _canonical_names(head: Atom, body: tuple[Atom, ...]) -> dict[str, str]:
@@ -127,7 +98,7 @@ class Rule:
             head variable 'Y' does not occur in the body
         """
         if not isinstance(self.body, tuple) or not self.body:
-            raise InvalidRule("the rule has no body atoms", f"write at least one body atom: {_EXAMPLE}")
+            raise InvalidRule("the rule has no body atoms", f"write at least one body atom: {RULE_EXAMPLE}")
         if len(self.body) > MAX_BODY:
             raise InvalidRule(f"the body has {len(self.body)} atoms; at most {MAX_BODY} are supported",
                               "split the rule or drop it")
@@ -234,9 +205,7 @@ class Rule:
         for key in ("rule", "text"):
             if key in data:
                 if not isinstance(data[key], str):
-                    raise InvalidRule(f'"{key}" must be a string', f'write "{key}": "{_EXAMPLE.split(" or ")[0]}"')
-                from rulerag.rules.parse import parse_atoms
-
+                    raise InvalidRule(f'"{key}" must be a string', f'write "{key}": "{RULE_EXAMPLE.split(" or ")[0]}"')
                 head, body = parse_atoms(data[key])
                 return cls(head, body, id=rule_id, **stats)
         raise InvalidRule('the object has none of "head", "rule" or "text"',
