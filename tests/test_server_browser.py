@@ -2,20 +2,24 @@
 package, against a uvicorn server on an ephemeral loopback port.
 
 Needs ``pip install playwright`` (the Python package only; no ``playwright install``) and a
-Chromium binary at ``/usr/bin/chromium`` (``apt-get install -y chromium``) or ``$RULERAG_CHROMIUM``;
-skipped when either is missing. The screenshot goes to the test's ``tmp_path``.
+Chromium binary: ``$RULERAG_CHROMIUM``, else ``chromium`` or ``chromium-browser`` on the PATH
+(``apt-get install -y chromium``). Skipped when either is missing, except in CI (``$CI`` set, or
+``RULERAG_REQUIRE_BROWSER=1``, which ``.ci/run`` exports): there a missing browser fails the test.
+The screenshot goes to the test's ``tmp_path``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 from rulerag.demo import DEMO_CORPUS, DEMO_QUESTION, DEMO_RULES
 from rulerag.config import load_settings
+from rulerag.generation import FixedBackend
 from rulerag.retrieval.index import build_index
 from server.app import create_app
 from tests.fakes import HashEncoder
@@ -27,16 +31,32 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 XSS = '<img src=x onerror="window.__xss = 1"><script>window.__xss = 2</script>'
 
 
+def browser_required() -> bool:
+    """In CI a skipped browser test would hide a broken page: there it must run."""
+    return os.environ.get("RULERAG_REQUIRE_BROWSER", "") not in ("", "0") or os.environ.get("CI", "") not in ("", "0", "false")
+
+
+def unavailable(reason: str) -> None:
+    """Skip, or fail where the browser test is required."""
+    if browser_required():
+        pytest.fail(f"{reason} (the browser test is required here: $CI or RULERAG_REQUIRE_BROWSER=1)", pytrace=False)
+    pytest.skip(reason)
+
+
 def chromium_path() -> str:
-    path = os.environ.get("RULERAG_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    path = os.environ.get("RULERAG_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
     if not Path(path).is_file():
-        pytest.skip("no Chromium binary: apt-get install -y chromium (or set RULERAG_CHROMIUM)")
+        unavailable("no Chromium binary: apt-get install -y chromium (or set RULERAG_CHROMIUM)")
     return path
 
 
 @pytest.fixture(scope="module")
 def sync_api():
-    return pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed (pip install playwright)")
+    try:
+        import playwright.sync_api
+    except ImportError:
+        unavailable("the playwright Python package is not installed (pip install playwright)")
+    return playwright.sync_api
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +71,7 @@ def browser(sync_api):
         try:
             b = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS, timeout=60_000)
         except Exception as exc:  # noqa: BLE001 - an unusable browser is an environment problem
-            pytest.skip(f"could not launch {exe} with Playwright: {str(exc).splitlines()[0]}")
+            unavailable(f"could not launch {exe} with Playwright: {str(exc).splitlines()[0]}")
         try:
             yield b
         finally:
@@ -65,19 +85,46 @@ def index(tmp_path_factory) -> Path:
     return out
 
 
-def _server(index: Path, **generation):
+class StreamingBackend(FixedBackend):
+    """The fixed backend's answer, streamed word by word with a pause after each word, so the page
+    shows the answer growing before the final ``answer`` event."""
+
+    def stream(self, prompt, *, max_new_tokens: int, temperature: float = 0.0):
+        words = self.generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature).split(" ")
+        for i, word in enumerate(words):
+            yield word if i == 0 else " " + word
+            time.sleep(0.15)
+
+
+# Records every text the answer shows, with the status line at that moment (an init script runs
+# outside the page's Content-Security-Policy).
+WATCH_ANSWER = """
+window.__answers = [];
+document.addEventListener("DOMContentLoaded", () => {
+  const answer = document.getElementById("answer"), status = document.getElementById("status");
+  new MutationObserver(() => window.__answers.push([answer.textContent, status.textContent]))
+    .observe(answer, {childList: true, characterData: true, subtree: true});
+});
+"""
+
+
+def _server(index: Path, generator=None, **generation):
     from server.testing import ServerThread
 
     settings = load_settings(overrides={"generation": {"backend": "fixed", **generation}})
-    app = create_app(index, DEMO_RULES, settings, api_keys=set(), encoder=HashEncoder(), server_settings={"load_in_background": False})
+    app = create_app(index, DEMO_RULES, settings, generator=generator, api_keys=set(), encoder=HashEncoder(),
+                     server_settings={"load_in_background": False})
     return ServerThread(app)
 
 
 def test_page_asks_the_demo_question(browser, expect, index, tmp_path):
-    with _server(index) as url:
+    with _server(index, StreamingBackend()) as url:
         page = browser.new_page(viewport={"width": 1100, "height": 1000})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        asks = []
+        page.on("response", lambda r: asks.append(r) if r.url.endswith("/v1/ask") else None)
+        page.add_init_script(WATCH_ANSWER)
         page.goto(url + "/", wait_until="domcontentloaded")
         page.wait_for_selector("#ready.ok", timeout=20_000)
         page.fill("#question", DEMO_QUESTION)
@@ -85,6 +132,11 @@ def test_page_asks_the_demo_question(browser, expect, index, tmp_path):
         expect(page.locator("#status")).to_have_text("done", timeout=30_000)  # no eval: the page's CSP forbids it
 
         answer = page.text_content("#answer")
+        # streamed: server-sent events, and the answer grew word by word on the page before the end
+        assert len(asks) == 1 and asks[0].headers["content-type"].startswith("text/event-stream")
+        seen = page.evaluate("window.__answers")
+        partial = [text for text, status in seen if text and text != answer and status != "done"]
+        assert len(set(partial)) >= 2, seen
         rules = page.locator("#rules tbody tr.rule")
         docs = page.locator("#documents tbody tr.document")
         assert answer and answer.strip()
@@ -93,6 +145,7 @@ def test_page_asks_the_demo_question(browser, expect, index, tmp_path):
         assert any("citizen_of" in t for t in rule_texts), rule_texts
         doc_texts = [docs.nth(i).locator(".doc-text").text_content() for i in range(docs.count())]
         assert answer == doc_texts[0].rstrip(".")  # the fixed backend answers with document [1]
+        assert all(doc_texts[0].startswith(text) for text in partial), seen  # streamed pieces of that answer
         why = page.locator("#answer-why li")  # why this answer: the document that states it, by number
         assert why.count() >= 1 and why.first.text_content().startswith("why: [1] "), why.first.text_content()
         assert "0." in rules.first.locator("td.score").text_content()  # a score is shown
