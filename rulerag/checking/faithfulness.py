@@ -461,6 +461,21 @@ def exact_match(answer: str, golden_answers: str | Sequence[str]) -> float:
     return float(any(pred == normalize(g) for g in _golds(golden_answers)))
 
 
+def gold_in_answer(answer: str, golden_answers: str | Sequence[str]) -> float:
+    """1.0 when a gold alias occurs in the answer as whole words, both normalised (lower case,
+    no punctuation or articles), else 0.0: the "answer accuracy" used for long answers, where
+    exact match is near zero by construction.
+
+    Example:
+        >>> gold_in_answer("It is the Kingdom of Norland, I think.", ["Kingdom of Norland"])
+        1.0
+        >>> gold_in_answer("Norlandia", ["Norland"])
+        0.0
+    """
+    pred = f" {normalize(answer)} "
+    return float(any(f" {g} " in pred for g in map(normalize, _golds(golden_answers)) if g))
+
+
 def _overlap(pred: list[str], gold: list[str]) -> int:
     return sum((collections.Counter(pred) & collections.Counter(gold)).values())
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from rulerag.checking.instructions import InstructionError, prepare
+from rulerag.checking.instructions import InstructionError, canonical_id, validate_kwargs
 from rulerag.errors import InputFormatError
 from rulerag.io import iter_jsonl
 from rulerag.text import tokenize
@@ -117,43 +117,96 @@ def _records(path: Path) -> list[tuple[str, dict[str, Any] | Any]]:
     return [(f"item {i}", obj) for i, obj in enumerate(data)]
 
 
-def _item(path: Path, where: str, index: int, obj: Any) -> FollowRAGItem:
-    def bad(problem: str) -> InputFormatError:
-        key = f" (key {obj.get('key')!r})" if isinstance(obj, dict) and "key" in obj else ""
-        return InputFormatError(path, None, f"{where}{key}: {problem}", _FIX)
+@dataclass(frozen=True)
+class SkippedItem:
+    """A malformed item a lenient read (:func:`read_followrag`) left out: its 0-based ``index``
+    in the file, ``where`` (``item N`` / ``line N``), its ``key`` when it has one, the ``field``
+    at fault, the ``problem`` and the ``fix``.
 
+    Example:
+        >>> print(SkippedItem(3, "item 3", 7, "passages", "'passages' must be a list", 'write "passages": [...]'))
+        item 3 (key 7): passages: 'passages' must be a list. Fix: write "passages": [...]
+    """
+
+    index: int
+    where: str
+    key: Any
+    field: str
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        key = f" (key {self.key!r})" if self.key is not None else ""
+        return f"{self.where}{key}: {self.field}: {self.problem}. Fix: {self.fix}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "where": self.where, "key": self.key, "field": self.field,
+                "problem": self.problem, "fix": self.fix}
+
+
+class _ItemProblem(Exception):
+    def __init__(self, field: str, problem: str, fix: str) -> None:
+        super().__init__(problem)
+        self.field, self.problem, self.fix = field, problem, fix
+
+
+def _instruction_problem(field: str, exc: InstructionError) -> _ItemProblem:
+    problem, _, fix = str(exc).partition(". Fix: ")
+    return _ItemProblem(field, problem, fix or "use a FollowRAG or IFEval instruction id with its kwargs")
+
+
+_PASSAGE_FIX = 'write "passages": [{"title": "...", "content": "..."}]'
+_GOLD_FIX = 'write "answer_gold": "Gravity/gravitation" (aliases joined by "/")'
+
+
+def _item(index: int, obj: Any) -> FollowRAGItem:
+    """One item; a malformed one raises :class:`_ItemProblem` naming the field and the fix."""
     if not isinstance(obj, dict):
-        raise bad(f"not an object but {type(obj).__name__}")
+        raise _ItemProblem("(item)", f"not an object but {type(obj).__name__}", "each item must be a JSON object")
     missing = [k for k in _REQUIRED if k not in obj]
     if missing:
-        raise bad(f"missing field(s) {', '.join(missing)}")
+        raise _ItemProblem(missing[0], f"missing field(s) {', '.join(missing)}", f"add {', '.join(missing)}")
     for name in ("question", "question_with_instrs"):
         if not isinstance(obj[name], str):
-            raise bad(f"{name!r} must be a string")
+            raise _ItemProblem(name, f"{name!r} must be a string", f'write "{name}": "..."')
     ids = obj["instruction_id_list"]
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise bad("'instruction_id_list' must be a list of strings")
+        raise _ItemProblem("instruction_id_list", "'instruction_id_list' must be a list of strings",
+                           'write "instruction_id_list": ["format_no_commas"]')
     kwargs = obj["kwargs"]
     if not isinstance(kwargs, list) or not all(isinstance(k, dict) for k in kwargs):
-        raise bad("'kwargs' must be a list of objects")
-    try:
-        prepare(ids, kwargs)
-    except InstructionError as exc:
-        raise bad(str(exc)) from exc
+        raise _ItemProblem("kwargs", "'kwargs' must be a list of objects", 'write "kwargs": [{}], one object per instruction')
+    for iid in ids:
+        try:
+            canonical_id(iid)
+        except InstructionError as exc:
+            raise _instruction_problem("instruction_id_list", exc) from exc
+    if len(kwargs) != len(ids):
+        raise _ItemProblem("kwargs", f"{len(ids)} instruction ids but {len(kwargs)} kwargs objects",
+                           "give one kwargs object per instruction ({} when it takes none)")
+    for i, (iid, kw) in enumerate(zip(ids, kwargs)):
+        try:
+            validate_kwargs(iid, kw)
+        except InstructionError as exc:
+            raise _instruction_problem(f"kwargs[{i}]", exc) from exc
     passages = []
     raw_passages = obj["passages"]
     if not isinstance(raw_passages, list):
-        raise bad("'passages' must be a list")
+        raise _ItemProblem("passages", "'passages' must be a list", _PASSAGE_FIX)
     for p in raw_passages:
         if isinstance(p, str):
             passages.append(Passage("", p))
         elif isinstance(p, dict) and isinstance(p.get("content", p.get("text")), str):
             passages.append(Passage(str(p.get("title") or ""), p.get("content", p.get("text"))))
         else:
-            raise bad(f"a passage must be an object with 'title' and 'content', got {p!r:.80}")
+            raise _ItemProblem("passages", f"a passage must be an object with 'title' and 'content', got {p!r:.80}",
+                               _PASSAGE_FIX)
     gold = obj["answer_gold"]
     if not isinstance(gold, str) and not (isinstance(gold, list) and all(isinstance(g, str) for g in gold)):
-        raise bad("'answer_gold' must be a string (aliases joined by '/') or a list of strings")
+        raise _ItemProblem("answer_gold", "'answer_gold' must be a string (aliases joined by '/') or a list of strings",
+                           _GOLD_FIX)
+    if not split_gold(gold):
+        raise _ItemProblem("answer_gold", "'answer_gold' holds no answer", _GOLD_FIX)
     return FollowRAGItem(
         key=obj.get("key", index),
         source=str(obj.get("type", "")),
@@ -167,16 +220,58 @@ def _item(path: Path, where: str, index: int, obj: Any) -> FollowRAGItem:
     )
 
 
-def load_followrag(path: str | Path, limit: int | None = None) -> list[FollowRAGItem]:
-    """The items of a FollowRAG file (the first ``limit`` when given). Instruction ids and kwargs
-    are validated; a wrong file raises :class:`~rulerag.errors.InputFormatError` naming the item."""
+def _check_limit(limit: int | None) -> None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ValueError(f"limit must be a non-negative integer or None, got {limit!r}")
+
+
+def load_followrag(path: str | Path, limit: int | None = None) -> list[FollowRAGItem]:
+    """The items of a FollowRAG file (the first ``limit`` when given). Instruction ids and kwargs
+    are validated; a wrong file raises :class:`~rulerag.errors.InputFormatError` naming the item.
+    :func:`read_followrag` skips malformed items instead."""
+    _check_limit(limit)
     path = Path(path)
-    records = _records(path)
-    if limit is not None:
-        records = records[:limit]
-    return [_item(path, where, i, obj) for i, (where, obj) in enumerate(records)]
+    items = []
+    for i, (where, obj) in enumerate(_records(path)[:limit]):
+        try:
+            items.append(_item(i, obj))
+        except _ItemProblem as exc:
+            key = f" (key {obj.get('key')!r})" if isinstance(obj, dict) and "key" in obj else ""
+            raise InputFormatError(path, None, f"{where}{key}: {exc.problem}", _FIX) from None
+    return items
+
+
+def read_followrag(path: str | Path, limit: int | None = None) -> tuple[list[FollowRAGItem], list[SkippedItem]]:
+    """The well-formed items among the first ``limit`` records of a FollowRAG-format file, and a
+    :class:`SkippedItem` for each malformed one (missing or mistyped field, unknown instruction
+    id, invalid kwargs, a kwargs list of the wrong length, no gold answer, a key seen before).
+    Only a file that is not a FollowRAG file at all (not JSON, not an array) raises
+    :class:`~rulerag.errors.InputFormatError`.
+
+    Example:
+        >>> import json, tempfile
+        >>> with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        ...     json.dump([{"key": 1}], fh)
+        >>> items, skipped = read_followrag(fh.name)
+        >>> items, skipped[0].index, skipped[0].field
+        ([], 0, 'question')
+    """
+    _check_limit(limit)
+    items: list[FollowRAGItem] = []
+    skipped: list[SkippedItem] = []
+    seen: set[str] = set()
+    for i, (where, obj) in enumerate(_records(Path(path))[:limit]):
+        key = obj.get("key") if isinstance(obj, dict) else None
+        try:
+            item = _item(i, obj)
+            if str(item.key) in seen:
+                raise _ItemProblem("key", f"key {item.key!r} is used by an earlier item", "give every item its own key")
+        except _ItemProblem as exc:
+            skipped.append(SkippedItem(i, where, key, exc.field, exc.problem, exc.fix))
+            continue
+        seen.add(str(item.key))
+        items.append(item)
+    return items, skipped
 
 
 _BOUNDARY = re.compile(r"[.?!\]][\"'”’)\]]*(?=\s)")
