@@ -42,6 +42,7 @@ from rulerag.embedding import TextEncoder
 from rulerag.errors import RuleRAGError
 from rulerag.generation import Generator
 from rulerag.refine import Constraint
+from server.apidocs import install_api_docs
 from server.config import ServerSettings, load_api_keys, load_server_settings
 from server.engine import Engine, Generated, Prepared
 from server.errors import ApiError, error_body, install_error_handlers, internal_error_parts, rulerag_error_parts
@@ -153,6 +154,7 @@ def create_app(
             + (" Requests to `/v1/*` need an `X-API-Key` header." if keys else "")
         ),
         lifespan=lifespan,
+        docs_url=None,  # served from local files by install_api_docs, not from a CDN
         redoc_url=None,
     )
     app.state.engine = engine
@@ -362,5 +364,6 @@ def create_app(
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    install_api_docs(app)
     app.state.demo_question = DEMO_QUESTION
     return app

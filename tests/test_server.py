@@ -8,6 +8,7 @@ backend answers with the text of document [1], so no model is loaded (one test, 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -706,6 +707,24 @@ def test_openapi_documents_models_examples_and_errors(client):
     assert ask["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
     assert comps["AskRequest"]["properties"]["question"]["maxLength"] == 1000
     assert "HTTPValidationError" not in comps
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_pages_load_every_asset_from_this_server(client, page):
+    """/docs (Swagger UI) and /redoc work offline: every asset they reference is served here."""
+    r = client.get(page)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert not re.findall(r"https?://[^\s\"'<>]+", html)  # nothing from another host (CDN, Google Fonts)
+    urls = re.findall(r"""(?:\bsrc|\bhref|spec-url)=["']([^"']+)["']|\burl: *["']([^"']+)["']""", html)
+    urls = [u for pair in urls for u in pair if u]
+    assert "/openapi.json" in urls and any(u.endswith(".js") for u in urls) and len(urls) >= 3, urls
+    if page == "/redoc":
+        urls.append("/redoc/logo-mini.svg")  # asked for by redoc.standalone.js itself
+    for url in urls:
+        assert url.startswith("/") and not url.startswith("//"), url
+        asset = client.get(url)
+        assert asset.status_code == 200 and asset.content, url
 
 
 # ------------------------------------------------------------------------------------ serving

@@ -192,3 +192,34 @@ def test_page_shows_validation_errors(browser, index):
         assert page.text_content("#error").startswith("question_too_long")
         assert page.is_hidden("#answer-section")
         page.close()
+
+
+def test_api_docs_render_without_network(browser, expect, index):
+    """/docs (Swagger UI) and /redoc (ReDoc) render with every request to another host refused, as on
+    an air-gapped machine."""
+    with _server(index) as url:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        refused: list[str] = []
+
+        def local_only(route):
+            if route.request.url.startswith((url + "/", "data:", "blob:")):
+                route.continue_()
+            else:
+                refused.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", local_only)
+        page.goto(url + "/docs", wait_until="domcontentloaded")
+        operations = page.locator(".opblock-summary-path")
+        expect(operations.first).to_be_visible(timeout=30_000)
+        paths = {operations.nth(i).text_content() for i in range(operations.count())}
+        assert {"/v1/ask", "/v1/retrieve", "/v1/rules", "/v1/check"} <= {p.replace("\u200b", "") for p in paths}, paths
+
+        page.goto(url + "/redoc", wait_until="domcontentloaded")
+        expect(page.locator("h1").first).to_contain_text("RuleRAG API", timeout=30_000)
+        expect(page.locator("h2", has_text="Answer a question").first).to_be_visible()  # the /v1/ask operation
+        assert not refused, refused
+        assert not errors, errors
+        page.close()
