@@ -1,4 +1,4 @@
-"""Answer and retrieval metrics, each defined once (README "Metrics").
+"""Answer and retrieval metrics, each defined once (docs/benchmarks.md, "Running a benchmark").
 
 All string comparisons use :func:`rulerag.text.normalize_answer` (lower-case, punctuation and
 articles removed, spaces collapsed). ``golds`` is always the full list of accepted answers (the
