@@ -333,7 +333,10 @@ def bench_run(
                        score_weight=score_weight, score_top=score_top, score_norm=score_norm, grounded_k=grounded_k)
     results = run_benchmark(config)
     out.print((out_dir / "results.md").read_text())
-    err.print(f"wrote {out_dir}/results.json, results.md and plots ({results['questions']} questions)")
+    written = ", ".join(str(out_dir / name) for name in ["results.json", "results.md", *results["plots"]])
+    err.print(f"wrote {written} ({results['questions']} questions)", markup=False, soft_wrap=True)
+    if results.get("plots_skipped"):
+        err.print(f"plots skipped: {results['plots_skipped']}", style="yellow", markup=False, soft_wrap=True)
 
 
 @bench_app.command("followrag")

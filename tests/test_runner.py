@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -114,3 +115,35 @@ def test_cache_key_depends_on_the_index_encoder(bench, tmp_path):
     before = runner._key("bm25", "rulerag")
     runner.index.manifest.encoder = {"path": "/models/ft", "fingerprint": "abc123"}  # an index built with a fine-tuned encoder
     assert runner._key("bm25", "rulerag") != before
+
+
+def test_plots_are_reported_as_written(bench, tmp_path):
+    from rulerag.bench.runner import PLOTS
+
+    results = run_benchmark(_config(bench, tmp_path / "out", answerers=["none"]))
+    assert results["plots"] == list(PLOTS) and "plots_skipped" not in results
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["plots"] == list(PLOTS)
+
+
+def test_without_matplotlib_plots_are_skipped_and_said_so(bench, tmp_path, monkeypatch):
+    """`rulerag bench run` without matplotlib: no PNG, and the message says the plots were skipped and
+    which extra installs them instead of claiming them."""
+    from typer.testing import CliRunner
+
+    from rulerag.cli import app
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "recall_at_k.png").write_bytes(b"an earlier run's plot")  # would show other results: removed
+    res = CliRunner().invoke(app, ["bench", "run", "--bench", str(bench), "--out", str(out), "--retrievers", "bm25",
+                                   "--modes", "standard,rulerag", "--answerers", "none", "-q"])
+    assert res.exit_code == 0, res.output
+    said = res.stderr
+    assert "plots skipped: matplotlib is not installed" in said and 'pip install "rulerag[bench]"' in said, said
+    assert ".png" not in said and "plots (" not in said, said
+    assert not list(out.glob("*.png"))
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["plots"] == [] and "rulerag[bench]" in saved["plots_skipped"]
+    assert "Plots skipped: matplotlib is not installed" in (out / "results.md").read_text()

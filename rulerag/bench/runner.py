@@ -28,7 +28,7 @@ Everything is cached under ``OUT/cache/`` as JSON lines written as it goes, so a
 resumes where it stopped and changing answerers never re-retrieves. Answer caches are named after
 the answerer, backend, model, prompt version and setting, so runs with other prompts never mix.
 Results: ``OUT/results.json`` (every number, the configuration, library versions),
-``OUT/results.md`` and PNG plots.
+``OUT/results.md`` and PNG plots (with matplotlib, from the ``bench`` extra; else skipped, and said so).
 
 Example:
     >>> run_benchmark(RunConfig(bench=Path("data/ruleqa-i"), out=Path("benchmarks/results/ruleqa-i")))  # doctest: +SKIP
@@ -49,6 +49,7 @@ import numpy as np
 import orjson
 from tqdm.auto import tqdm
 
+from rulerag.bench.plots import PLOTS_SKIPPED, pyplot
 from rulerag.bench.ruleqa import load_questions
 from rulerag.config import Mode, RetrieverKind, Settings
 from rulerag.errors import ConfigError
@@ -414,8 +415,16 @@ def _fmt(v: Any) -> str:
 
 
 def write_results(results: dict[str, Any], out: Path) -> None:
-    """``results.json``, ``results.md`` and plots (when matplotlib is installed)."""
+    """The plots (:func:`write_plots`), then ``results.json`` and ``results.md``, in ``out``.
+
+    ``results`` gains ``plots``, the plot files written, and without matplotlib ``plots_skipped``,
+    why there are none and what installs them (both are kept in ``results.json``).
+    """
     out.mkdir(parents=True, exist_ok=True)
+    results["plots"] = write_plots(results, out)
+    results.pop("plots_skipped", None)
+    if not results["plots"]:
+        results["plots_skipped"] = PLOTS_SKIPPED
     with atomic_file(out / "results.json", "wb") as fh:
         fh.write(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     cols = ["retriever", "mode", "answerer", "recall@1", "recall@5", "recall@10", "recall@50", "em", "entity_em", "f1"]
@@ -435,17 +444,27 @@ def write_results(results: dict[str, Any], out: Path) -> None:
         for t in results["vs_reasoner"]:
             lines.append(f"| {t['retriever']} | {t['mode']} | {t['answerer']} | {_fmt(t['reasoner'])} | {_fmt(t['llm'])} | "
                          f"{t['a_only']} | {t['b_only']} | {t['p_value']:.2g} |")
+    if results.get("plots_skipped"):
+        lines += ["", f"Plots skipped: {results['plots_skipped']}."]
     lines += ["", "Configuration: " + ", ".join(f"{k}={v}" for k, v in results["config"].items()), ""]
     with atomic_file(out / "results.md") as fh:
         fh.write("\n".join(lines))
-    try:
-        import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - optional
-        log.warning("matplotlib is not installed: no plots")
-        return
+
+#: The plots :func:`write_plots` makes.
+PLOTS = ("recall_at_k.png", "standard_vs_rulerag.png")
+
+
+def write_plots(results: dict[str, Any], out: Path) -> list[str]:
+    """Recall@k per retriever and mode, and standard vs rule-guided Recall@10, as PNG files in ``out``;
+    returns the names written. Without matplotlib nothing is written, and earlier plots there are
+    removed (they would show other results): returns ``[]``."""
+    plt = pyplot()
+    if plt is None:
+        for name in PLOTS:
+            (out / name).unlink(missing_ok=True)
+        log.warning("plots skipped: %s", PLOTS_SKIPPED)
+        return []
     ks = results["config"]["ks"]
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in results["rows"]:
@@ -458,7 +477,7 @@ def write_results(results: dict[str, Any], out: Path) -> None:
     ax.set_title(f"{results['benchmark']}: Recall@k")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "recall_at_k.png", dpi=120)
+    fig.savefig(out / PLOTS[0], dpi=120)
     plt.close(fig)
     retrievers = sorted({r["retriever"] for r in results["rows"]})
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -471,8 +490,9 @@ def write_results(results: dict[str, Any], out: Path) -> None:
     ax.set_title(f"{results['benchmark']}: standard vs rule-guided")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "standard_vs_rulerag.png", dpi=120)
+    fig.savefig(out / PLOTS[1], dpi=120)
     plt.close(fig)
+    return list(PLOTS)
 
 
 def run_benchmark(config: RunConfig) -> dict[str, Any]:
