@@ -32,7 +32,8 @@ Repaired by code (instruction type: what the repair does):
   lines when it has several), or, when that breaks another instruction (an end phrase, a
   quotation), as one JSON string;
 - ``detectable_content:number_placeholders``: append ``[placeholder]`` tokens;
-- ``detectable_content:postscript``: append ``MARKER This answer is based on the documents given.``;
+- ``detectable_content:postscript``: append ``MARKER This answer is based on the documents given.``
+  on a new line of the last paragraph;
 - ``startend:end_checker``: append the end phrase; ``startend:quotation``: wrap in double quotes;
 - ``combination:repeat_prompt``: put the request before the answer; ``combination:two_responses``:
   the answer, ``******``, its first sentence;
@@ -41,10 +42,12 @@ Repaired by code (instruction type: what the repair does):
 
 Left to the model (they need language, not editing): ``keywords:existence``,
 ``keywords:frequency``, ``keywords:letter_frequency``, ``language:response_language``,
-``detectable_format:constrained_response``, and ``number_words`` / ``number_sentences`` with
-``at least`` (:data:`MODEL_ONLY`, and the counts' ``at least`` by :func:`repaired_by`). Text a repair adds (placeholders, titles, postscripts, end
-phrases) follows the answer's case, so it does not break a case instruction. An empty answer is
-never repaired (it follows nothing).
+``detectable_format:constrained_response`` (:data:`MODEL_ONLY`), and ``number_words`` /
+``number_sentences`` with ``at least`` (:func:`repaired_by` tells which).
+
+Text a repair adds (placeholders, titles, postscripts, end phrases, the repeated request) is
+tried as written, then in the answer's case when the answer is all lower or all upper case (so
+it does not break a case instruction). An empty answer is never repaired (it follows nothing).
 
 Example:
     >>> r = repair_answer("Gravity, the force.", ["format_no_commas", "cases_lowercase"], [{}, {}])
@@ -95,6 +98,12 @@ def _same_case(text: str, addition: str) -> str:
     if text.islower():
         return addition.lower()
     return addition
+
+
+def _cased(text: str, make: Callable[[str], str], addition: str) -> list[str]:
+    """``make(addition)`` as written, then with ``addition`` in ``text``'s case (kept when the
+    first breaks a case instruction)."""
+    return list(dict.fromkeys([make(addition), make(_same_case(text, addition))]))
 
 
 def _sentence_ends(text: str) -> list[int]:
@@ -290,22 +299,22 @@ def _placeholders(text: str, kw: Mapping[str, Any]) -> str:
     return text.rstrip() + " " + " ".join([_same_case(text, PLACEHOLDER)] * need) if need > 0 else text
 
 
-def _title(text: str, kw: Mapping[str, Any]) -> str:
+def _title(text: str, kw: Mapping[str, Any]) -> list[str]:
     words = re.findall(r"[^\W_][\w'’\-]*", (split_sentences(text) or [text])[0])[:6]
-    title = " ".join(words) or "Answer"
-    return f"<<{_same_case(text, title)}>>\n{text.lstrip()}"
+    return _cased(text, lambda title: f"<<{title}>>\n{text.lstrip()}", " ".join(words) or "Answer")
 
 
-def _postscript(text: str, kw: Mapping[str, Any]) -> str:
-    return f"{text.rstrip()}\n\n{_same_case(text, kw['postscript_marker'].strip() + ' ' + POSTSCRIPT_TEXT)}"
+def _postscript(text: str, kw: Mapping[str, Any]) -> list[str]:
+    # a single line break: the postscript stays in the last paragraph, so paragraph counts hold
+    return _cased(text, lambda ps: f"{text.rstrip()}\n{ps}", f"{kw['postscript_marker'].strip()} {POSTSCRIPT_TEXT}")
 
 
-def _end_phrase(text: str, kw: Mapping[str, Any]) -> str:
-    return f"{text.rstrip()} {_same_case(text, kw['end_phrase'].strip())}"
+def _end_phrase(text: str, kw: Mapping[str, Any]) -> list[str]:
+    return _cased(text, lambda phrase: f"{text.rstrip()} {phrase}", kw["end_phrase"].strip())
 
 
-def _repeat_prompt(text: str, kw: Mapping[str, Any]) -> str:
-    return f"{_same_case(text, kw['prompt_to_repeat'].strip())}\n{text.lstrip()}"
+def _repeat_prompt(text: str, kw: Mapping[str, Any]) -> list[str]:
+    return _cased(text, lambda request: f"{request}\n{text.lstrip()}", kw["prompt_to_repeat"].strip())
 
 
 def _two_responses(text: str, kw: Mapping[str, Any]) -> str:
