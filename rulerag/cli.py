@@ -341,21 +341,32 @@ def bench_run(
 
 @bench_app.command("followrag")
 def bench_followrag(
-    data: Annotated[Path, typer.Option("--data", help="A FollowRAG file, e.g. ../shared/data/followrag/followRAG_ifnq.json.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Results directory.")] = Path("benchmarks/results/followrag"),
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="The first N items.")] = None,
-    refine_rounds: Annotated[int, typer.Option("--refine-rounds", min=0, max=10, help="Verify-and-refine rounds (0 = off).")] = 2,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Answer length limit.")] = 256,
+    data: Annotated[Path, typer.Option("--data", help="A FollowRAG-format JSON array or JSONL file, e.g. ../shared/data/followrag/followRAG_ifnq.json. Malformed items are skipped and listed.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Results directory: answers/ (resumable answer files), results.json, results.md, per_family.png.")] = Path("benchmarks/results/followrag"),
+    setups: Annotated[str, typer.Option("--settings", help="Comma-separated: plain (instructions inside the question), constraint (instructions in their own prompt section), refine (the constraint answer repaired by code, then the model re-asked).")] = "plain,constraint,refine",
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N records of the file.")] = None,
+    report: Annotated[bool, typer.Option("--report", help="Build the tables from the answer files already written; generate nothing.")] = False,
+    refine_rounds: Annotated[int, typer.Option("--refine-rounds", min=0, max=10, help="refine: at most N model re-asks after the repairs by code.")] = 2,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Answer length limit per generation.")] = 256,
     backend: Annotated[Optional[BackendKind], typer.Option("--backend", help="llamacpp (default: the GGUF on llama.cpp), transformers (LoRA adapters), openai or fixed.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Embedded model name, model dir or .gguf file.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Answer FollowRAG items with their passages; report IF scores, faithfulness, correctness, with and without refinement."""
+    """FollowRAG: answer each item in up to three settings (resumable: a rerun skips answered items) and report
+    instruction following (IFEval strict/loose), answer accuracy, cost, a paired refine-vs-constraint test and the
+    pass rate per instruction type."""
     from rulerag.bench.followrag import run_followrag
 
     settings = _settings(generation=_drop_none(backend=backend, model=model))
-    run_followrag(data, out_dir, settings=settings, limit=limit, refine_rounds=refine_rounds, max_new_tokens=max_new_tokens, progress=not quiet)
+    results = run_followrag(data, out_dir, settings=settings, setups=setups, limit=limit, refine_rounds=refine_rounds,
+                            max_new_tokens=max_new_tokens, progress=not quiet, generate=not report)
     out.print((out_dir / "results.md").read_text())
+    written = ", ".join(str(out_dir / name) for name in ["results.json", "results.md", *results["plots"]])
+    err.print(f"wrote {written} ({results['items']} items)", markup=False)
+    if results.get("plots_skipped"):
+        err.print(f"plots skipped: {results['plots_skipped']}", style="yellow", markup=False)
+    if results["skipped_count"]:
+        err.print(f"{results['skipped_count']} malformed item(s) skipped; each is listed in results.json", style="yellow")
 
 
 # ---------------------------------------------------------------------------- finetune
