@@ -298,6 +298,15 @@ def bench_build(
     )
 
 
+def _print_results(out_dir: Path, results: dict[str, Any], what: str) -> None:
+    """Show a benchmark's results.md, then the files written (plots only when made) on stderr."""
+    out.print((out_dir / "results.md").read_text())
+    written = ", ".join(str(out_dir / name) for name in ["results.json", "results.md", *results["plots"]])
+    err.print(f"wrote {written} ({what})", markup=False, soft_wrap=True)
+    if results.get("plots_skipped"):
+        err.print(f"plots skipped: {results['plots_skipped']}", style="yellow", markup=False, soft_wrap=True)
+
+
 @bench_app.command("run")
 def bench_run(
     bench: Annotated[Path, typer.Option("--bench", help="Benchmark directory from `rulerag bench build`.")],
@@ -332,11 +341,7 @@ def bench_run(
                        limit=limit, seed=seed, answer_k=answer_k, index=index, settings=settings, progress=not quiet,
                        score_weight=score_weight, score_top=score_top, score_norm=score_norm, grounded_k=grounded_k)
     results = run_benchmark(config)
-    out.print((out_dir / "results.md").read_text())
-    written = ", ".join(str(out_dir / name) for name in ["results.json", "results.md", *results["plots"]])
-    err.print(f"wrote {written} ({results['questions']} questions)", markup=False, soft_wrap=True)
-    if results.get("plots_skipped"):
-        err.print(f"plots skipped: {results['plots_skipped']}", style="yellow", markup=False, soft_wrap=True)
+    _print_results(out_dir, results, f"{results['questions']} questions")
 
 
 @bench_app.command("followrag")
@@ -360,11 +365,7 @@ def bench_followrag(
     settings = _settings(generation=_drop_none(backend=backend, model=model))
     results = run_followrag(data, out_dir, settings=settings, setups=setups, limit=limit, refine_rounds=refine_rounds,
                             max_new_tokens=max_new_tokens, progress=not quiet, generate=not report)
-    out.print((out_dir / "results.md").read_text())
-    written = ", ".join(str(out_dir / name) for name in ["results.json", "results.md", *results["plots"]])
-    err.print(f"wrote {written} ({results['items']} items)", markup=False)
-    if results.get("plots_skipped"):
-        err.print(f"plots skipped: {results['plots_skipped']}", style="yellow", markup=False)
+    _print_results(out_dir, results, f"{results['items']} items")
     if results["skipped_count"]:
         err.print(f"{results['skipped_count']} malformed item(s) skipped; each is listed in results.json", style="yellow")
 

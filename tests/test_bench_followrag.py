@@ -283,6 +283,7 @@ def test_repairs_never_break_a_passing_instruction_on_shared_items():
 
 def test_without_matplotlib_the_plot_is_skipped_and_said(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    (tmp_path / "per_family.png").write_bytes(b"an older chart")
     res = CliRunner().invoke(app, ["bench", "followrag", "--data", str(FIXTURE), "--out", str(tmp_path), "--backend", "fixed",
                                    "--settings", "plain", "--limit", "2", "-q"])
     assert res.exit_code == 0, res.output

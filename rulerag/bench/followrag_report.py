@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 
 from rulerag.bench.followrag import SETTING_NOTES, FollowRAGRun
+from rulerag.bench.plots import PLOTS_SKIPPED, pyplot
 from rulerag.bench.runner import _read_cache, mcnemar
 from rulerag.checking import CheckReport, check, followrag_prompt_parts, summarise
 from rulerag.checking.faithfulness import answer_content, gold_in_answer
@@ -48,9 +49,6 @@ from rulerag.io import atomic_file
 from rulerag.retrieval.index import library_versions
 
 log = logging.getLogger(__name__)
-
-#: What installs the bar chart's plotting library.
-PLOT_EXTRA = "pip install 'rulerag[bench]' (matplotlib)"
 
 _IF_KEYS = ("prompt_level_strict_acc", "prompt_level_loose_acc", "instruction_level_strict_acc",
             "instruction_level_loose_acc", "followrag_if_score", "instruction_items", "unsatisfiable")
@@ -239,12 +237,8 @@ def _markdown(results: dict[str, Any]) -> str:
 
 def plot_per_family(rows: Sequence[dict[str, Any]], names: Sequence[str], path: Path, title: str) -> bool:
     """A horizontal grouped bar chart of strict pass rates; False (nothing written) without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     import numpy as np
 
@@ -303,10 +297,13 @@ def report_followrag(run: FollowRAGRun) -> dict[str, Any]:
     }
     run.out.mkdir(parents=True, exist_ok=True)
     title = f"FollowRAG {run.data.stem}: strict pass rate per instruction type ({len(items)} items)"
-    if results["per_family"] and plot_per_family(results["per_family"], names, run.out / "per_family.png", title):
-        results["plots"].append("per_family.png")
-    elif results["per_family"]:
-        results["plots_skipped"] = f"matplotlib is not installed; {PLOT_EXTRA}"
+    chart = run.out / "per_family.png"
+    if results["per_family"] and plot_per_family(results["per_family"], names, chart, title):
+        results["plots"].append(chart.name)
+    else:
+        chart.unlink(missing_ok=True)  # an older chart would show other results
+        if results["per_family"]:
+            results["plots_skipped"] = PLOTS_SKIPPED
     with atomic_file(run.out / "results.json", "wb") as fh:
         fh.write(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     with atomic_file(run.out / "results.md") as fh:
