@@ -360,7 +360,7 @@ def bench_followrag(
     """FollowRAG: answer each item in up to three settings (resumable: a rerun skips answered items) and report
     instruction following (IFEval strict/loose), answer accuracy, cost, a paired refine-vs-constraint test and the
     pass rate per instruction type."""
-    from rulerag.bench.followrag import run_followrag
+    from rulerag.bench.followrag_report import run_followrag
 
     settings = _settings(generation=_drop_none(backend=backend, model=model))
     results = run_followrag(data, out_dir, settings=settings, setups=setups, limit=limit, refine_rounds=refine_rounds,

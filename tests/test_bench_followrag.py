@@ -11,7 +11,8 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from rulerag.bench.followrag import SETTINGS, FollowRAGRun, parse_settings, run_followrag
+from rulerag.bench.followrag import SETTINGS, FollowRAGRun, parse_settings
+from rulerag.bench.followrag_report import run_followrag
 from rulerag.checking import check_instruction, default_followrag_dir, load_followrag
 from rulerag.checking.followrag import read_followrag
 from rulerag.checking.instructions import INSTRUCTIONS, canonical_id, follow_instructions

@@ -19,14 +19,15 @@ file's stem): an interrupted run resumes where it stopped and a rerun generates 
 Each line keeps the item ``key``, the ``answer``, the model ``rounds``, the ``repairs`` kept,
 ``prompt_tokens`` / ``completion_tokens`` (measured by the backend, or estimated when it cannot
 tell: ``tokens_estimated``) and ``seconds``; ``refine`` lines also keep every ``attempt``.
-The tables come from these files only (:func:`rulerag.bench.followrag_report.report_followrag`).
+The tables come from these files only (:func:`rulerag.bench.followrag_report.report_followrag`;
+:func:`rulerag.bench.followrag_report.run_followrag` answers and reports in one call).
 
 Malformed items are skipped with their index, field and fix (:func:`~rulerag.checking.followrag.read_followrag`);
 an item whose generation fails is logged and left for the next run.
 
 Example:
-    >>> run_followrag("../shared/data/followrag/followRAG_ifnq.json", "benchmarks/results/followrag-ifnq",
-    ...               limit=20)  # doctest: +SKIP
+    >>> run = FollowRAGRun(Path("../shared/data/followrag/followRAG_ifnq.json"), Path("benchmarks/results/followrag-ifnq"), limit=20)
+    >>> generate_answers(run)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from tqdm.auto import tqdm
 
 from rulerag.bench.runner import _append_jsonl, _read_cache
 from rulerag.checking.followrag import FollowRAGItem, SkippedItem, followrag_prompt_parts, read_followrag
-from rulerag.config import GenerationSettings, Settings
+from rulerag.config import GenerationSettings
 from rulerag.errors import ConfigError, GenerationError
 from rulerag.generation import PROMPT_VERSION, Generator, Prompt, make_backend, standard_prompt
 from rulerag.generation.usage import MeteredGenerator
@@ -193,18 +194,3 @@ def generate_answers(run: FollowRAGRun, *, generator: Generator | None = None, p
             done[setting][key] = row
             added[setting] += 1
     return added
-
-
-def run_followrag(data: str | Path, out: str | Path, *, settings: Settings | None = None,
-                  setups: str | Sequence[str] = SETTINGS, limit: int | None = None, refine_rounds: int = 2,
-                  max_new_tokens: int = 256, progress: bool = True, generator: Generator | None = None,
-                  generate: bool = True) -> dict[str, Any]:
-    """Answer (unless ``generate`` is False) and report: ``OUT/results.json``, ``OUT/results.md``
-    and ``OUT/per_family.png``; returns the results. ``setups``: which of :data:`SETTINGS`."""
-    from rulerag.bench.followrag_report import report_followrag
-
-    run = FollowRAGRun(Path(data), Path(out), parse_settings(setups), limit, refine_rounds, max_new_tokens,
-                       (settings or Settings()).generation)
-    if generate:
-        generate_answers(run, generator=generator, progress=progress)
-    return report_followrag(run)

@@ -1,5 +1,5 @@
-"""FollowRAG tables from the answer files alone: scores per setting, a paired refinement test,
-pass rates per instruction type (table and bar chart). Nothing is generated here.
+"""FollowRAG tables from the answer files alone (scores per setting, a paired refinement test,
+pass rates per instruction type: table and bar chart), and :func:`run_followrag`, which answers and then reports.
 
 Scores (every answer is checked with :func:`rulerag.checking.check`):
 
@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from rulerag.bench.followrag import SETTING_NOTES, FollowRAGRun
+from rulerag.bench.followrag import SETTING_NOTES, SETTINGS, FollowRAGRun, generate_answers, parse_settings
 from rulerag.bench.plots import PLOTS_SKIPPED, pyplot
 from rulerag.bench.runner import _read_cache, mcnemar
 from rulerag.checking import CheckReport, check, followrag_prompt_parts, summarise
@@ -44,7 +44,8 @@ from rulerag.checking.faithfulness import answer_content, gold_in_answer
 from rulerag.checking.followrag import FollowRAGItem
 from rulerag.checking.instructions import INSTRUCTIONS
 from rulerag.checking.repair import repaired_by
-from rulerag.generation import PROMPT_VERSION
+from rulerag.config import Settings
+from rulerag.generation import PROMPT_VERSION, Generator
 from rulerag.io import atomic_file
 from rulerag.retrieval.index import library_versions
 
@@ -309,3 +310,16 @@ def report_followrag(run: FollowRAGRun) -> dict[str, Any]:
     with atomic_file(run.out / "results.md") as fh:
         fh.write(_markdown(results))
     return results
+
+
+def run_followrag(data: str | Path, out: str | Path, *, settings: Settings | None = None,
+                  setups: str | Sequence[str] = SETTINGS, limit: int | None = None, refine_rounds: int = 2,
+                  max_new_tokens: int = 256, progress: bool = True, generator: Generator | None = None,
+                  generate: bool = True) -> dict[str, Any]:
+    """Answer (unless ``generate`` is False) and report: ``OUT/results.json``, ``OUT/results.md``
+    and ``OUT/per_family.png``; returns the results. ``setups``: which of :data:`SETTINGS`."""
+    run = FollowRAGRun(Path(data), Path(out), parse_settings(setups), limit, refine_rounds, max_new_tokens,
+                       (settings or Settings()).generation)
+    if generate:
+        generate_answers(run, generator=generator, progress=progress)
+    return report_followrag(run)
