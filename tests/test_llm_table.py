@@ -44,3 +44,38 @@ def test_runs_on_other_questions_are_refused(tmp_path):
     (old / "results.json").write_text(json.dumps({"rows": []}))
     with pytest.raises(SystemExit, match="no per-question flags"):
         llm_table.main([str(old), "--out", str(tmp_path / "t")])
+
+
+def _table(tmp_path: Path, name: str, flags: dict[str, list[int]]) -> Path:
+    ids = [f"q{i}" for i in range(len(next(iter(flags.values()))))]
+    run = _run(tmp_path / f"{name}-run", ids, flags)
+    out = tmp_path / f"{name}-llm300-table"
+    llm_table.main([str(run), "--out", str(out)])
+    return out.with_suffix(".json")
+
+
+def test_summary_checks_the_targets_per_set(tmp_path):
+    n = 40
+    # set a: scoring wins 12 questions, loses none against the reasoner (p < 0.05); paths beat standard RAG
+    a = _table(tmp_path, "ruleqa-a", {"hybrid/standard/llm": [0] * n, "hybrid/rulerag/llm+paths": [1] * 5 + [0] * 35,
+                                      "hybrid/rulerag/reasoner": [1] * 10 + [0] * 30,
+                                      "hybrid/rulerag/llm-score": [1] * 22 + [0] * 18})
+    # set b: scoring only ties the reasoner; rules in the prompt lose to standard RAG
+    b = _table(tmp_path, "ruleqa-b", {"hybrid/standard/llm": [1] * 6 + [0] * 34, "hybrid/rulerag/llm": [1] * 2 + [0] * 38,
+                                      "hybrid/rulerag/reasoner": [1] * 10 + [0] * 30,
+                                      "hybrid/rulerag/llm-score": [0] + [1] * 10 + [0] * 29})
+    llm_table.main(["--summary", str(a), str(b), "--out", str(tmp_path / "summary")])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    ta, tb = summary["sets"]["ruleqa-a"]["targets"], summary["sets"]["ruleqa-b"]["targets"]
+    assert ta["best_llm_beats_reasoner"] and ta["rule_prompt_matches_standard"]
+    assert tb["best_llm_matches_reasoner"] and not tb["best_llm_beats_reasoner"]  # 10 = 10: matches, 1 / 1 won/lost
+    assert not tb["rule_prompt_matches_standard"]
+    assert summary["beats_reasoner_on"] == ["ruleqa-a"]
+    md = (tmp_path / "summary.md").read_text()
+    assert "| RuleQA-A | RuleQA-B |" in md and "on 1 of 2 sets (ruleqa-a)" in md
+    assert "55.0 (12 / 0, p = 0.00049)" in md  # won / lost against the reasoner
+
+
+def test_summary_refuses_a_folder(tmp_path):
+    with pytest.raises(SystemExit, match="not a table file"):
+        llm_table.main(["--summary", str(tmp_path), "--out", str(tmp_path / "s")])
