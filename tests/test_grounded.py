@@ -290,18 +290,29 @@ def test_cli_bench_run_accepts_the_new_answerers(bench, tmp_path):
 # ------------------------------------------------------------------------------ fitting script
 
 
-def test_tune_generator_runs_end_to_end_and_resumes(toy_kg, tmp_path, monkeypatch):
+@pytest.fixture
+def fake_scorers(toy_kg, monkeypatch) -> list:
+    """The fitting scripts on the toy KG with :class:`FakeScorer` generators: the list of those made."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
+    import calibrate_scores
     import tune_generator
 
-    fakes = []
+    fakes: list = []
 
     def backend(settings):
         fakes.append(FakeScorer(prefer=lambda c: c[-1]))
         return fakes[-1]
 
     monkeypatch.setattr(tune_generator, "load_kg", lambda name, path=None: toy_kg)
-    monkeypatch.setattr(tune_generator, "make_backend", backend)
+    for module in (tune_generator, calibrate_scores):
+        monkeypatch.setattr(module, "make_backend", backend)
+    return fakes
+
+
+def test_tune_generator_runs_end_to_end_and_resumes(fake_scorers, tmp_path):
+    import tune_generator
+
+    fakes = fake_scorers
     argv = ["--set", "ruleqa-i", "--n", "30", "--limit", "12", "--top", "3", "--backend", "fixed", "--quiet",
             "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "tune")]
     result = tune_generator.main(argv)
@@ -316,6 +327,40 @@ def test_tune_generator_runs_end_to_end_and_resumes(toy_kg, tmp_path, monkeypatc
     assert fakes[1].score_calls == 0 and again["rows"] == result["rows"]
     with pytest.raises(SystemExit):
         tune_generator.main([*argv, "--top", "1"])
+
+
+def test_calibrate_scores_sweeps_pmi_on_the_cached_development_rows(fake_scorers, tmp_path):
+    import calibrate_scores
+    import tune_generator
+
+    fakes = fake_scorers
+    common = ["--backend", "fixed", "--cache", str(tmp_path / "cache"), "--n", "30", "--top", "3"]
+    argv = ["--set", "ruleqa-i", *common, "--out", str(tmp_path / "cal")]
+    with pytest.raises(SystemExit, match="tune_generator.py --set ruleqa-i"):  # no development rows yet
+        calibrate_scores.main(argv)
+    tuned = tune_generator.main(["--set", "ruleqa-i", "--limit", "12", "--quiet", *common,
+                                 "--out", str(tmp_path / "tune")])
+    result = calibrate_scores.main(argv)
+    per = {r["a"]: r for r in result["sets"]["ruleqa-i"]["by_strength"]}
+    assert set(per) == set(calibrate_scores.STRENGTHS)
+    # a = 0 is plain candidate scoring: the same best Hits@1 as tune_generator.py's sweep
+    assert per[0.0]["hits1"] == tuned["best"]["all"]
+    assert fakes[-1].score_calls > 0 and all(p.user.endswith("Question: \nAnswer:") for p in fakes[-1].prompts)
+    calls = len(fakes)
+    again = calibrate_scores.main(argv)  # the empty-prompt scores come from the cache
+    assert len(fakes) == calls and again["sets"] == result["sets"]
+    assert "| ruleqa-i |" in (tmp_path / "cal.md").read_text()
+
+
+def test_calibration_subtracts_the_empty_prompt_score():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from calibrate_scores import calibrated
+
+    rows = [{"candidates": ["a", "b"], "llm": [-1.0, -2.0]}, {"candidates": ["c"], "llm": None}]
+    null = {"a": -0.5, "b": -4.0}
+    assert calibrated(rows, null, 0.0)[0]["llm"] == [-1.0, -2.0]
+    assert calibrated(rows, null, 1.0)[0]["llm"] == [-0.5, 2.0]  # PMI: b is now preferred
+    assert calibrated(rows, null, 1.0)[1] is rows[1] and rows[0]["llm"] == [-1.0, -2.0]  # input untouched
 
 
 # ------------------------------------------------------------------------------ why this answer
