@@ -3,7 +3,7 @@
     from server.app import create_app
     app = create_app("indexes/demo", "rules/demo.jsonl")     # uvicorn.run(app) or server.serve(...)
 
-Endpoints (all JSON; errors are ``{"error": {"code": ..., "message": ...}}``):
+Endpoints (all JSON; errors are ``{"error": {"code": ..., "message": ..., "type": ...}}``):
 
 * ``POST /v1/ask``: answer a question (rules, documents, answer, checker report, timings); as
   server-sent events with ``"stream": true`` or ``Accept: text/event-stream``;
@@ -11,6 +11,7 @@ Endpoints (all JSON; errors are ``{"error": {"code": ..., "message": ...}}``):
 * ``GET /v1/rules``: the loaded rules, paginated, optionally for one head relation;
 * ``POST /v1/check``: score an answer (instruction following, faithfulness, correctness);
 * ``GET /v1/constraints``: the verifiable constraint ids the checker knows;
+* ``POST /v1/chat/completions`` and ``GET /v1/models``: OpenAI-compatible (:mod:`server.openai_api`);
 * ``GET /healthz`` (always 200), ``GET /readyz`` (200 once loaded, 503 before), ``GET /`` (the page).
 
 The index and models load once, in the lifespan (in a background thread by default, so
@@ -31,7 +32,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, StreamingResponse
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from rulerag.checking import INSTRUCTIONS, check
@@ -47,6 +48,7 @@ from server.config import ServerSettings, load_api_keys, load_server_settings
 from server.engine import Engine, Generated, Prepared
 from server.errors import ApiError, error_body, install_error_handlers, internal_error_parts, rulerag_error_parts
 from server.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from server.openai_api import install_openai_api
 from server.models import (
     AskResponse,
     CheckReportOut,
@@ -163,7 +165,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
     if limits.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=limits.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["Content-Type", "Accept", "X-API-Key"], allow_credentials=False, max_age=600)
+                           allow_headers=["Content-Type", "Accept", "X-API-Key", "Authorization"], allow_credentials=False, max_age=600)
     app.add_middleware(SecurityHeadersMiddleware)
 
     # ----------------------------------------------------------------------------- auth
@@ -171,17 +173,26 @@ def create_app(
     key_bytes = [k.encode("utf-8") for k in sorted(keys)]
     api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="one of the server's API keys")
 
-    async def require_key(key: Annotated[str | None, Security(api_key_header)] = None) -> None:
+    bearer_header = HTTPBearer(auto_error=False, description="one of the server's API keys (what OpenAI clients send)")
+
+    def check_key(key: str | None, where: str) -> None:
         if not key:
-            raise ApiError(401, "missing_api_key", "this server needs an API key. Fix: send it in the X-API-Key header",
+            raise ApiError(401, "missing_api_key", f"this server needs an API key. Fix: send it in {where}",
                            {"WWW-Authenticate": "ApiKey"})
         given = key.encode("utf-8", "surrogateescape")
         ok = False
         for candidate in key_bytes:  # compare with every key, no early exit
             ok |= hmac.compare_digest(given, candidate)
         if not ok:
-            raise ApiError(401, "invalid_api_key", "the API key is not valid. Fix: send a key the server accepts in the X-API-Key header",
+            raise ApiError(401, "invalid_api_key", f"the API key is not valid. Fix: send a key the server accepts in {where}",
                            {"WWW-Authenticate": "ApiKey"})
+
+    async def require_key(key: Annotated[str | None, Security(api_key_header)] = None) -> None:
+        check_key(key, "the X-API-Key header")
+
+    async def require_key_or_bearer(key: Annotated[str | None, Security(api_key_header)] = None,
+                                    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_header)] = None) -> None:
+        check_key(key or (bearer.credentials if bearer else None), "an Authorization: Bearer header (the OpenAI client's api_key) or X-API-Key")
 
     common = {400: _err("Not JSON, or a bad header"), 413: _err("Request body too large"),
               422: _err("Invalid request (the code names the problem)"), 500: _err("Internal error (no details; see the server log)")}
@@ -342,6 +353,13 @@ def create_app(
                           for s in INSTRUCTIONS.values()]}
 
     app.include_router(v1)
+
+    # ----------------------------------------------------------------------------- OpenAI-compatible
+
+    openai_v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key_or_bearer)] if keys else [], responses=common)
+    install_openai_api(openai_v1, engine, limits, lambda prepared, generated, t0: _answer_dict(prepared, generated, False, t0),
+                       not_ready)
+    app.include_router(openai_v1)
 
     # ----------------------------------------------------------------------------- health, page
 

@@ -1,4 +1,5 @@
-"""Errors as JSON: ``{"error": {"code": "stable_code", "message": "what to change"}}``.
+"""Errors as JSON: ``{"error": {"code": "stable_code", "message": "what to change", "type": "..."}}``
+(``type`` is OpenAI's error class for the status, so OpenAI clients read our errors too).
 
 * :class:`ApiError` (an ``HTTPException``) carries a status, a code and a message;
 * request validation errors become 400 ``invalid_json`` or 422 with a code per problem
@@ -35,8 +36,25 @@ class ApiError(StarletteHTTPException):
         self.message = message
 
 
-def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def error_type(status: int) -> str:
+    """The OpenAI-style error ``type`` of an HTTP status, so OpenAI clients classify our errors.
+
+    Example:
+        >>> error_type(401), error_type(422), error_type(503)
+        ('authentication_error', 'invalid_request_error', 'server_error')
+    """
+    if status >= 500:
+        return "server_error"
+    return {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+            429: "rate_limit_error"}.get(status, "invalid_request_error")
+
+
+def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None, *, status: int | None = None) -> dict[str, Any]:
+    """``{"error": {"code", "message"[, "type"][, "details"]}}``; ``type`` (OpenAI's error
+    classes) when the HTTP ``status`` is given."""
     err: dict[str, Any] = {"code": code, "message": message}
+    if status is not None:
+        err["type"] = error_type(status)
     if details is not None:
         err["details"] = details
     return {"error": err}
@@ -44,7 +62,7 @@ def error_body(code: str, message: str, details: list[dict[str, Any]] | None = N
 
 def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+    return JSONResponse(error_body(code, message, details, status=status), status_code=status, headers=headers)
 
 
 _STATUS_CODES = {
@@ -76,6 +94,9 @@ _LIMIT_CODES = {
     "instruction": ("instruction_too_long", "shorten the instruction (server limit max_instruction_chars)"),
     "response": ("response_too_long", "shorten the response (server limit max_response_chars)"),
     "max_new_tokens": ("max_new_tokens_too_large", "ask for fewer tokens (server limit max_new_tokens)"),
+    "max_tokens": ("max_new_tokens_too_large", "ask for fewer tokens (server limit max_new_tokens)"),
+    "max_completion_tokens": ("max_new_tokens_too_large", "ask for fewer tokens (server limit max_new_tokens)"),
+    "n": ("invalid_n", "send n = 1: RuleRAG gives one answer per request"),
     "refine_rounds": ("refine_rounds_too_large", "ask for fewer rounds (server limit max_refine_rounds)"),
     "temperature": ("temperature_too_large", "use a lower temperature (server limit max_temperature)"),
     "limit": ("limit_too_large", "ask for a smaller page (server limit max_page)"),

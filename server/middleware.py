@@ -64,12 +64,12 @@ class BodyLimitMiddleware:
                 try:
                     length = int(value)
                 except ValueError:
-                    await _send_json(send, 400, error_body("invalid_content_length", "the Content-Length header is not a number. Fix: send a valid Content-Length"))
+                    await _send_json(send, 400, error_body("invalid_content_length", "the Content-Length header is not a number. Fix: send a valid Content-Length", status=400))
                     return
                 if length > self.max_bytes:
                     if length <= self.drain_bytes:
                         await _drain(receive, self.drain_bytes)
-                    await _send_json(send, 413, error_body("body_too_large", f"the request body ({length} bytes) is larger than {self.max_bytes} bytes. Fix: send a smaller body (server limit max_body_bytes)"))
+                    await _send_json(send, 413, error_body("body_too_large", f"the request body ({length} bytes) is larger than {self.max_bytes} bytes. Fix: send a smaller body (server limit max_body_bytes)", status=413))
                     return
         seen = 0
         started = False
@@ -96,7 +96,7 @@ class BodyLimitMiddleware:
         except BodyTooLarge as exc:  # raised outside FastAPI's handlers (e.g. in another middleware)
             if started:
                 raise
-            await _send_json(send, 413, error_body(exc.code, exc.message))
+            await _send_json(send, 413, error_body(exc.code, exc.message, status=413))
 
 
 _COMMON = [

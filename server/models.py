@@ -27,6 +27,8 @@ class ErrorDetail(BaseModel):
 class ErrorInfo(BaseModel):
     code: str = Field(description="stable machine-readable code, e.g. question_too_long, invalid_api_key, body_too_large")
     message: str = Field(description="what is wrong and what to change")
+    type: str | None = Field(None, description="OpenAI's error class for the status: invalid_request_error, authentication_error, "
+                                               "not_found_error, rate_limit_error or server_error")
     details: list[ErrorDetail] | None = Field(None, description="every validation problem, for 422 responses")
 
 

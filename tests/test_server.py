@@ -696,11 +696,13 @@ def test_page_and_static_files(client):
 
 def test_openapi_documents_models_examples_and_errors(client):
     schema = client.get("/openapi.json").json()
-    assert set(schema["paths"]) == {"/v1/ask", "/v1/retrieve", "/v1/rules", "/v1/check", "/v1/constraints", "/healthz", "/readyz"}
+    assert set(schema["paths"]) == {"/v1/ask", "/v1/retrieve", "/v1/rules", "/v1/check", "/v1/constraints", "/healthz", "/readyz",
+                                    "/v1/chat/completions", "/v1/models"}
     comps = schema["components"]["schemas"]
-    for name in ("AskRequest", "AskResponse", "RetrieveRequest", "RetrieveResponse", "RulesPage", "CheckRequest", "CheckReportOut", "ErrorResponse"):
+    for name in ("AskRequest", "AskResponse", "RetrieveRequest", "RetrieveResponse", "RulesPage", "CheckRequest", "CheckReportOut", "ErrorResponse",
+                 "ChatCompletionRequest"):
         assert name in comps, name
-    for name in ("AskRequest", "RetrieveRequest", "CheckRequest", "AskResponse"):
+    for name in ("AskRequest", "RetrieveRequest", "CheckRequest", "AskResponse", "ChatCompletionRequest"):
         assert comps[name].get("examples"), name
     ask = schema["paths"]["/v1/ask"]["post"]
     assert "text/event-stream" in ask["responses"]["200"]["content"]

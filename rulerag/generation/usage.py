@@ -39,6 +39,23 @@ def approx_tokens(text: str) -> int:
     return len(_TOKEN.findall(text))
 
 
+def call_usage(generator: Generator, prompt: Prompt, text: str) -> tuple[int, int, bool]:
+    """``(prompt_tokens, completion_tokens, estimated)`` of the generator's last call, which read
+    ``prompt`` and wrote ``text``: the backend's own counts (``last_usage``) when it has them, else
+    :func:`approx_tokens` of both (``estimated``). Call it right after the call, on the same thread.
+
+    Example:
+        >>> from rulerag.generation.backends import FixedBackend
+        >>> from rulerag.generation.prompts import standard_prompt
+        >>> call_usage(FixedBackend("Norland"), standard_prompt("Where?", []), "Norland")[1:]
+        (1, True)
+    """
+    measured = getattr(generator, "last_usage", None) or {}
+    if "completion_tokens" in measured:
+        return int(measured.get("prompt_tokens", 0)), int(measured["completion_tokens"]), False
+    return approx_tokens(prompt.as_text()), approx_tokens(text), True
+
+
 @dataclass
 class Usage:
     """Totals over generator calls; ``estimated`` when some token counts came from
@@ -74,15 +91,11 @@ class MeteredGenerator(Generator):
         t0 = time.perf_counter()
         text = self.inner.generate(prompt, max_new_tokens=max_new_tokens, temperature=temperature)
         seconds = time.perf_counter() - t0
-        measured = getattr(self.inner, "last_usage", None) or {}
+        prompt_tokens, completion_tokens, estimated = call_usage(self.inner, prompt, text)
         u = self.usage
         u.calls += 1
         u.seconds += seconds
-        if "completion_tokens" in measured:
-            u.prompt_tokens += int(measured.get("prompt_tokens", 0))
-            u.completion_tokens += int(measured["completion_tokens"])
-        else:
-            u.prompt_tokens += approx_tokens(prompt.as_text())
-            u.completion_tokens += approx_tokens(text)
-            u.estimated = True
+        u.prompt_tokens += prompt_tokens
+        u.completion_tokens += completion_tokens
+        u.estimated |= estimated
         return text
