@@ -188,6 +188,55 @@ def index_convert(
     )
 
 
+def _print_update(verb: str, path: Path, manifest, t0: float) -> None:
+    last = manifest.updates[-1]
+    err.print(f"{verb} {path}: +{last['added']} -{last['removed']} documents, {manifest.num_docs} now, "
+              f"{time.perf_counter() - t0:.1f}s (" + ", ".join(f"{k} {v:.2f}s" for k, v in last["timings"].items()) + ")",
+              highlight=False, soft_wrap=True)
+
+
+@index_app.command("add")
+def index_add(
+    index: Annotated[Path, typer.Option("--index", "-i", help="Index directory to grow (from `rulerag index build`).")],
+    corpus: Annotated[Path, typer.Option("--corpus", help="JSONL of the new documents: one {\"id\", \"contents\"} object per line, ids not yet in the index.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Add documents to an index in place: only they are embedded (with the index's model), BM25 is rebuilt, retrieval then equals a fresh build.
+
+    Ids already in the index, or given twice, are refused with their list and nothing changes. The updated index is written next to the old one and swapped in atomically: a kill leaves the old index whole.
+
+    Example: rulerag index add --index indexes/mine --corpus new_docs.jsonl
+    """
+    from rulerag.corpus import read_corpus
+    from rulerag.retrieval.update import update_index
+
+    t0 = time.perf_counter()
+    manifest = update_index(index, add=read_corpus(corpus), settings=_settings(), progress=not quiet)
+    _print_update("added to", index, manifest, t0)
+
+
+@index_app.command("remove")
+def index_remove(
+    index: Annotated[Path, typer.Option("--index", "-i", help="Index directory to shrink.")],
+    ids: Annotated[Path, typer.Option("--ids", help="Text file of document ids to remove, one per line (blank lines and # comments skipped).")],
+) -> None:
+    """Remove documents from an index in place, by id (no re-embedding; BM25 is rebuilt, retrieval then equals a fresh build).
+
+    Ids the index does not hold are refused with their list and nothing changes; so is removing every document. Written next to the old index and swapped in atomically.
+
+    Example: rulerag index remove --index indexes/mine --ids old_ids.txt
+    """
+    from rulerag.errors import ConfigError
+    from rulerag.retrieval.update import update_index
+
+    if not ids.is_file():
+        raise ConfigError(f"--ids {ids}: no such file. Fix: write the ids to remove one per line in a text file")
+    wanted = [s for line in ids.read_text(encoding="utf-8").splitlines() if (s := line.strip()) and not s.startswith("#")]
+    t0 = time.perf_counter()
+    manifest = update_index(index, remove=set(wanted), settings=_settings())
+    _print_update("removed from", index, manifest, t0)
+
+
 @index_app.command("info")
 def index_info(path: Annotated[Path, typer.Argument(help="Index directory.")], as_json: JsonOpt = False) -> None:
     """Show an index's manifest (model, dimension, corpus checksum, counts, versions)."""

@@ -74,6 +74,9 @@ class Manifest(BaseModel):
     #: set by `rulerag index convert`: the source index (path, faiss_type, built_at, dense.faiss
     #: checksum) whose documents, BM25 files and vectors this index reuses; None for a built index
     converted_from: dict[str, Any] | None = None
+    #: set by `rulerag index add` / `index remove` (rulerag.retrieval.update): one entry per update,
+    #: oldest first (when, documents added and removed, the count after, timings)
+    updates: list[dict[str, Any]] = []
 
     def summary(self) -> dict[str, Any]:
         keys = ("embedding_model", "embedding_dim", "faiss_type", "num_docs", "corpus_path", "corpus_sha256", "built_at", "build_seconds")
@@ -82,6 +85,10 @@ class Manifest(BaseModel):
             out["encoder"] = ", ".join(f"{k} {self.encoder[k]}" for k in ("path", "fingerprint", "finetuned", "base_model") if self.encoder.get(k) is not None)
         if self.converted_from:
             out["converted_from"] = f"{self.converted_from.get('path')} ({self.converted_from.get('faiss_type')})"
+        if self.updates:
+            last = self.updates[-1]
+            out["updates"] = (f"{len(self.updates)}, the last at {last.get('at')}: +{last.get('added', 0)} "
+                              f"-{last.get('removed', 0)} documents")
         return out
 
 
