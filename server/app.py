@@ -12,6 +12,7 @@ Endpoints (all JSON; errors are ``{"error": {"code": ..., "message": ..., "type"
 * ``POST /v1/check``: score an answer (instruction following, faithfulness, correctness);
 * ``GET /v1/constraints``: the verifiable constraint ids the checker knows;
 * ``POST /v1/chat/completions`` and ``GET /v1/models``: OpenAI-compatible (:mod:`server.openai_api`);
+* ``POST /v1/documents``, ``POST /v1/documents/delete``: grow or shrink the served index (:mod:`server.index_api`);
 * ``GET /healthz`` (always 200), ``GET /readyz`` (200 once loaded, 503 before), ``GET /`` (the page).
 
 The index and models load once, in the lifespan (in a background thread by default, so
@@ -48,6 +49,7 @@ from server.config import ServerSettings, load_api_keys, load_server_settings
 from server.engine import Engine, Generated, Prepared
 from server.errors import ApiError, error_body, install_error_handlers, internal_error_parts, rulerag_error_parts
 from server.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from server.index_api import install_index_api
 from server.openai_api import install_openai_api
 from server.models import (
     AskResponse,
@@ -360,6 +362,9 @@ def create_app(
     install_openai_api(openai_v1, engine, limits, lambda prepared, generated, t0: _answer_dict(prepared, generated, False, t0),
                        not_ready)
     app.include_router(openai_v1)
+    updates_v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)] if keys else [], responses=common)
+    install_index_api(updates_v1, engine, limits, has_keys=bool(keys), responses=not_ready)
+    app.include_router(updates_v1)
 
     # ----------------------------------------------------------------------------- health, page
 

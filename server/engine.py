@@ -24,7 +24,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from rulerag.config import BackendKind, Mode, Settings
+from rulerag.corpus import Document
 from rulerag.embedding import Encoder, TextEncoder
 from rulerag.generation import FixedBackend, Generator, Prompt, make_backend, postprocess_answer
 from rulerag.generation.backends import first_document
@@ -217,6 +218,8 @@ class Engine:
         self.load_s = 0.0
         self._pending = 0  # changed only on the event loop thread
         self._closed = True
+        self._encoder: TextEncoder | None = None  # the query encoder in use, shared by index updates
+        self._update_lock = threading.Lock()
         self.open()
 
     # ------------------------------------------------------------------ loading
@@ -245,13 +248,8 @@ class Engine:
                 encoder = Encoder(manifest.embedding_model or emb.model, batch_size=emb.batch_size, device=emb.device,
                                   backend=emb.backend)
             generator = self._generator_arg or default_generator(self.settings)
-            rag = RuleRAG.from_index(self.index_path, self.rules_path, settings=self.settings, generator=generator,
-                                     encoder=LockedEncoder(encoder))
-            if threads is not None and rag.index.dense is not None:
-                rag.index.dense.search_threads = threads  # applied in the batcher threads, where FAISS searches
-            # loads the embedding model, BM25 and the rules' relation vectors, and makes the encoder's
-            # one-off choices (packed encoding of mixed-length batches) before the first request
-            rag.retrieve_many(["warm up", "Which country is Alice Marlow a citizen of?"], k=1)
+            self._encoder = LockedEncoder(encoder)
+            rag = self._open_index(generator)
             loader = getattr(generator, "load", None)
             if callable(loader):
                 loader()
@@ -266,6 +264,34 @@ class Engine:
             self.state = "failed"
             self.error = str(exc) or type(exc).__name__
             log.exception("loading %s failed", self.index_path)
+
+    def _open_index(self, generator: Generator) -> RuleRAG:
+        """The pipeline over the index directory as it is on disk now, warmed up."""
+        rag = RuleRAG.from_index(self.index_path, self.rules_path, settings=self.settings, generator=generator, encoder=self._encoder)
+        threads = self.limits.compute_threads or None
+        if threads is not None and rag.index.dense is not None:
+            rag.index.dense.search_threads = threads  # applied in the batcher threads, where FAISS searches
+        # loads the embedding model, BM25 and the rules' relation vectors, and makes the encoder's
+        # one-off choices (packed encoding of mixed-length batches) before the first request
+        rag.retrieve_many(["warm up", "Which country is Alice Marlow a citizen of?"], k=1)
+        return rag
+
+    def update_documents(self, add: Sequence[Document] = (), remove: Collection[str] = ()) -> dict[str, Any]:
+        """Add and/or remove documents in the served index (on disk, atomically: see
+        :func:`rulerag.retrieval.update.update_index`), then load the new index and swap it in.
+        Requests in flight finish on the old index; later ones see the new one, never a mix.
+        Updates run one at a time. Runs on a worker thread."""
+        from rulerag.retrieval.update import update_index
+
+        self.require_ready()
+        with self._update_lock:
+            t0 = time.perf_counter()
+            manifest = update_index(self.index_path, add=add, remove=remove, settings=self.settings, encoder=self._encoder)
+            new = self._open_index(self.generator)
+            self.rag = new  # one reference swap: a request reads self.rag once
+            seconds = time.perf_counter() - t0
+        log.info("index %s updated: +%d -%d documents, %d now (%.1fs)", self.index_path, len(add), len(remove), manifest.num_docs, seconds)
+        return {"added": len(add), "removed": len(remove), "num_docs": manifest.num_docs, "seconds": round(seconds, 3)}
 
     def start_loading(self, background: bool) -> threading.Thread | None:
         if not background:

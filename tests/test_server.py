@@ -697,7 +697,7 @@ def test_page_and_static_files(client):
 def test_openapi_documents_models_examples_and_errors(client):
     schema = client.get("/openapi.json").json()
     assert set(schema["paths"]) == {"/v1/ask", "/v1/retrieve", "/v1/rules", "/v1/check", "/v1/constraints", "/healthz", "/readyz",
-                                    "/v1/chat/completions", "/v1/models"}
+                                    "/v1/chat/completions", "/v1/models", "/v1/documents", "/v1/documents/delete"}
     comps = schema["components"]["schemas"]
     for name in ("AskRequest", "AskResponse", "RetrieveRequest", "RetrieveResponse", "RulesPage", "CheckRequest", "CheckReportOut", "ErrorResponse",
                  "ChatCompletionRequest"):
