@@ -314,12 +314,15 @@ def rules_mine(
 
 @bench_app.command("build")
 def bench_build(
-    benchmark: Annotated[str, typer.Argument(help="ruleqa-i, ruleqa-y, ruleqa-w, ruleqa-f or ruleqa-n.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Benchmark directory to create (keep it outside git).")],
-    kg: KgOpt = None,
-    seed: Annotated[int, typer.Option("--seed", help="Sampling seed: same seed, same bytes.")] = 0,
+    benchmark: Annotated[Optional[str], typer.Argument(help="ruleqa-i, ruleqa-y, ruleqa-w, ruleqa-f or ruleqa-n; omit it to build from your own KG with --kg.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Benchmark directory to create (keep it outside git).")] = ...,  # type: ignore[assignment]
+    kg: Annotated[Optional[Path], typer.Option("--kg", help="With a preset: its KG folder (default ../shared/data/kg/<dataset>). Without: your own KG, a folder of train/valid/test files or one facts file (subject<TAB>relation<TAB>object[<TAB>time]; see docs/benchmarks.md).")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Your own KG: the benchmark's name, in its stats and every id (default: the --kg folder's or file's name).")] = None,
+    temporal: Annotated[Optional[bool], typer.Option("--temporal/--static", help="Your own KG: require a time column (4 columns) or none (3); default: detect from the first fact.")] = None,
+    names: Annotated[Optional[Path], typer.Option("--names", help="Your own KG: an id<TAB>name file naming opaque entity and relation ids.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed (and the shuffle splitting one static facts file): same seed, same bytes.")] = 0,
     sample: Annotated[str, typer.Option("--sample", help="balanced (popular/long-tail halves, the paper's) or uniform.")] = "balanced",
-    num_questions: Annotated[Optional[int], typer.Option("--questions", min=1, help="Test questions (default: the paper's size).")] = None,
+    num_questions: Annotated[Optional[int], typer.Option("--questions", min=1, help="Test questions (default: the paper's size for a preset, 1000 for your own KG).")] = None,
     min_support: MinSupportOpt = None,
     min_confidence: MinConfOpt = None,
     min_head_coverage: MinHcOpt = None,
@@ -328,18 +331,37 @@ def bench_build(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing directory (atomically).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Rebuild a RuleQA benchmark: corpus, questions, mined rules, fine-tuning splits, stats."""
+    """Build a benchmark: corpus, questions, mined rules, fine-tuning splits, stats.
+
+    A RuleQA preset rebuilds one of the paper's five sets from its source KG. Without a preset, --kg is your own KG (static or temporal, names or opaque ids with an optional --names map): it is split if it is one file, rules are mined from its train and valid facts, and the questions come from its test facts, exactly as for the presets.
+
+    Example: rulerag bench build --kg my_facts.tsv --name my-kg --out ~/rulerag-data/my-kg
+    """
     from rulerag.bench.ruleqa import BENCHMARKS, BuildConfig, build_benchmark
     from rulerag.errors import ConfigError
-    from rulerag.kg.loaders import load_kg
 
-    key = benchmark.lower()
-    if key not in BENCHMARKS:
-        raise ConfigError(f"unknown benchmark {benchmark!r}. Fix: use one of {', '.join(BENCHMARKS)}")
+    own = [flag for flag, value in (("--name", name), ("--names", names), ("--temporal/--static", temporal)) if value is not None]
+    if benchmark is not None:
+        key = benchmark.lower()
+        if key not in BENCHMARKS:
+            raise ConfigError(f"unknown benchmark {benchmark!r}. Fix: use one of {', '.join(BENCHMARKS)}, or omit it and pass "
+                              "your own KG with --kg")
+        if own:
+            raise ConfigError(f"{', '.join(own)} only apply to your own KG. Fix: drop {benchmark}, or drop {', '.join(own)}")
+        from rulerag.kg.loaders import load_kg
+
+        dataset = load_kg(BENCHMARKS[key][0], kg)
+    elif kg is None:
+        raise ConfigError(f"nothing to build from. Fix: name a preset ({', '.join(BENCHMARKS)}) or pass your own KG with --kg")
+    else:
+        from rulerag.kg.custom import load_custom_kg
+
+        dataset = load_custom_kg(kg, name=name, temporal=temporal, names=names, seed=seed)
+        key = dataset.name.lower()
     config = BuildConfig(key, seed=seed, sample=sample, num_questions=num_questions,
                          mine=_mine_config(min_support, min_confidence, min_head_coverage, max_length, max_rules_per_head))
     t0 = time.perf_counter()
-    stats = build_benchmark(load_kg(BENCHMARKS[key][0], kg), out_dir, config, overwrite=overwrite, progress=not quiet)
+    stats = build_benchmark(dataset, out_dir, config, overwrite=overwrite, progress=not quiet)
     err.print(
         f"built {out_dir} in {time.perf_counter() - t0:.1f}s: {stats['documents']:,} documents, {stats['questions']:,} questions, "
         f"{stats['rules']:,} rules; {stats['share_with_rule']:.1%} of questions have a rule, "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 
@@ -106,12 +108,29 @@ def test_bad_config_and_existing_output(toy_kg, tmp_path):
 
 
 @pytest.mark.integration
-def test_ruleqa_i_from_shared_data(tmp_path):
-    root = default_data_root()
-    if root is None or not (root / "kg" / "icews14").is_dir():
-        pytest.skip("../shared/data/kg/icews14 is not present (set RULERAG_DATA to the shared data folder)")
-    from rulerag.kg.loaders import load_kg
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ruleqa-i", "ruleqa-y", "ruleqa-w", "ruleqa-f", "ruleqa-n"])
+def test_presets_build_the_same_bytes_as_before_the_generic_builder(tmp_path, name):
+    """The five presets go through the builder a KG of one's own does; their files keep the
+    checksums recorded before that builder existed (tests/data/ruleqa_checksums.json)."""
+    import hashlib
+    import json
 
-    stats = build_benchmark(load_kg("icews14"), tmp_path / "ruleqa-i", BuildConfig("ruleqa-i"), progress=False)
-    assert stats["documents"] == 77508 and stats["questions"] == 1559
-    assert 0.45 <= stats["share_popular"] <= 0.55
+    from rulerag.bench.ruleqa import BENCHMARKS
+    from rulerag.kg.loaders import dataset_name, load_kg
+
+    root = default_data_root()
+    source = BENCHMARKS[name][0]
+    if root is None or not (root / "kg" / dataset_name(source)).is_dir():
+        pytest.skip(f"../shared/data/kg/{dataset_name(source)} is not present (set RULERAG_DATA to the shared data folder)")
+    expected = json.loads((Path(__file__).parent / "data" / "ruleqa_checksums.json").read_text())[name]
+    build_benchmark(load_kg(source), tmp_path / name, BuildConfig(name), progress=False)
+    got = {f: hashlib.sha256((tmp_path / name / f).read_bytes()).hexdigest() for f in expected}
+    assert got == expected
+
+
+def test_own_benchmark_names_are_checked():
+    assert BuildConfig("my-kg").size == 1000 and not BuildConfig("my-kg").preset and BuildConfig("ruleqa-n").size == 815
+    for bad in ("My KG", "", "a/b", "-x"):
+        with pytest.raises(ConfigError, match="lowercase"):
+            BuildConfig(bad)

@@ -1,4 +1,5 @@
-"""Rebuild the five RuleQA benchmarks (RuleRAG, arXiv 2410.22353) from their source KGs.
+"""Rebuild the five RuleQA benchmarks (RuleRAG, arXiv 2410.22353) from their source KGs, or build
+one the same way from a KG of your own (:func:`rulerag.kg.custom.load_custom_kg`).
 
 A benchmark directory holds::
 
@@ -32,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -72,9 +74,18 @@ FILES = ("corpus.jsonl", "questions.jsonl", "rules.jsonl", "finetune_retriever.j
 _JSON = orjson.OPT_SORT_KEYS
 
 
+#: test questions of a benchmark built from a KG of one's own when none are asked for (or all its
+#: test queries, when it has fewer)
+DEFAULT_QUESTIONS = 1000
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
 @dataclass
 class BuildConfig:
-    """How a RuleQA benchmark is built. ``num_questions=None`` takes the paper's size."""
+    """How a benchmark is built: one of the five RuleQA presets (:data:`BENCHMARKS`: their source
+    KG and the paper's size) or, for a KG of one's own, any ``benchmark`` name (lowercase letters,
+    digits, ``.``, ``_``, ``-``; it prefixes every id). ``num_questions=None`` takes the paper's
+    size for a preset, :data:`DEFAULT_QUESTIONS` otherwise."""
 
     benchmark: str
     seed: int = 0
@@ -86,16 +97,25 @@ class BuildConfig:
     mine: MineConfig = field(default_factory=MineConfig)
 
     def __post_init__(self) -> None:
-        if self.benchmark not in BENCHMARKS:
-            raise ConfigError(f"unknown benchmark {self.benchmark!r}. Fix: use one of {', '.join(BENCHMARKS)}")
+        if self.benchmark.startswith("ruleqa-") and self.benchmark not in BENCHMARKS:
+            raise ConfigError(f"unknown benchmark {self.benchmark!r}. Fix: use one of {', '.join(BENCHMARKS)}, "
+                              "or a name of your own that does not start with ruleqa-")
+        if not _NAME_RE.match(self.benchmark):
+            raise ConfigError(f"benchmark name {self.benchmark!r} is not usable in document ids. Fix: use lowercase letters, "
+                              "digits, '.', '_' and '-' (at most 64 characters), e.g. my-kg")
         if self.sample not in ("balanced", "uniform"):
             raise ConfigError(f"unknown sample {self.sample!r}. Fix: use 'balanced' or 'uniform'")
         if not 0 < self.popular_share < 1:
             raise ConfigError("popular_share must be between 0 and 1")
 
     @property
+    def preset(self) -> bool:
+        """One of the five RuleQA sets (its statistics sit next to the paper's)."""
+        return self.benchmark in BENCHMARKS
+
+    @property
     def size(self) -> int:
-        return self.num_questions or BENCHMARKS[self.benchmark][1]
+        return self.num_questions or (BENCHMARKS[self.benchmark][1] if self.preset else DEFAULT_QUESTIONS)
 
 
 def question_text(subject: str, relation: str, time: str | None, time_unit: str | None) -> str:
@@ -253,8 +273,17 @@ def build_benchmark(
             if k in answers_by_key:
                 answers_by_key[k].add(o)
 
+    if not len(chosen):
+        raise ConfigError(f"{kg.name}: the test split has no questions to ask ({len(test)} facts). Fix: give it test facts "
+                          "whose subject and relation occur in the corpus")
     # ---- rules from the corpus only
     rules = mine_rules(corpus, config.mine, progress=progress)
+    if not rules:
+        raise ConfigError(
+            f"{kg.name}: mined no rules from its {len(corpus):,} corpus facts ({len(corpus.relations)} relations), so a "
+            f"benchmark of it would test nothing rules can do. Fix: give it more facts (rules need several examples of "
+            f"the same pattern), or lower --min-support (now {config.mine.min_support}) and --min-confidence (now "
+            f"{config.mine.min_confidence})")
     store = RuleStore(rules)
     rule_heads = set(store.relations)
 
@@ -311,7 +340,7 @@ def build_benchmark(
 
     stats = {
         "benchmark": name,
-        "source_kg": BENCHMARKS[name][0],
+        "source_kg": BENCHMARKS[name][0] if config.preset else kg.name,
         "documents": len(corpus),
         "questions": len(questions),
         "test_queries_available": len(picks),
@@ -324,9 +353,11 @@ def build_benchmark(
         "share_multi_answer": round(sum(len(q["golden_answers"]) > 1 for q in questions) / max(len(questions), 1), 4),
         "finetune_retriever_pairs": len(ft_retriever),
         "finetune_generator_examples": len(ft_generator),
-        "paper": PAPER_STATS[name],
+        "paper": PAPER_STATS.get(name),
         "config": {**asdict(config), "mine": asdict(config.mine)},
     }
+    if not config.preset:  # (the presets' stats stay byte-identical to earlier builds)
+        stats["temporal"] = temporal
     with atomic_dir(out, overwrite=overwrite) as tmp:
         _write_jsonl(
             tmp / "corpus.jsonl",
