@@ -78,6 +78,11 @@ def test_own_kg_to_a_benchmark_report(tmp_path, temporal, ids):
     stats = json.loads((bench / "stats.json").read_text())
     assert stats["benchmark"] == "my-kg" and stats["source_kg"] == "my-kg" and stats["rules"] > 0
     assert stats["questions"] > 0 and stats["paper"] is None and stats["temporal"] is temporal
+    # the other question sample, and the splits as files that build the same KG again
+    other = stats["other_sample"]
+    assert other["sample"] == "uniform" and len((bench / other["file"]).read_text().splitlines()) == other["questions"] > 0
+    again = load_custom_kg(bench / "splits")
+    assert [len(again.train), len(again.valid), len(again.test)] == [stats["splits"][s] for s in ("train", "valid", "test")]
     doc = json.loads((bench / "corpus.jsonl").read_text().splitlines()[0])
     assert doc["id"].startswith("my-kg-")
     if ids and not temporal:  # no names: the documents read as the ids do

@@ -288,25 +288,36 @@ def build_benchmark(
     rule_heads = set(store.relations)
 
     ents = corpus.entities
-    questions = []
-    for n, i in enumerate(chosen.tolist()):
-        s, r, o, t = test.fact(i)
-        gold = sorted(ents[e] for e in answers_by_key[int(qkey[i])])
-        questions.append(
-            {
-                "id": f"{name}-q{n:04d}",
-                "question": question_text(s, r, t, test.time_unit),
-                "subject": s,
-                "relation": r,
-                "time": t,
-                "answer": o,
-                "golden_answers": [o] + [g for g in gold if g != o],
-                "popularity": "popular" if freq[test.subjects[i]] >= max(threshold, 1) else "long-tail",
-                "subject_frequency": int(freq[test.subjects[i]]),
-                "answer_in_corpus": bool(freq[test.objects[i]] > 0),
-                "has_rule": r in rule_heads,
-            }
-        )
+
+    def make_questions(rows: np.ndarray, prefix: str) -> list[dict[str, Any]]:
+        out = []
+        for n, i in enumerate(rows.tolist()):
+            s, r, o, t = test.fact(i)
+            gold = sorted(ents[e] for e in answers_by_key[int(qkey[i])])
+            out.append(
+                {
+                    "id": f"{prefix}-q{n:04d}",
+                    "question": question_text(s, r, t, test.time_unit),
+                    "subject": s,
+                    "relation": r,
+                    "time": t,
+                    "answer": o,
+                    "golden_answers": [o] + [g for g in gold if g != o],
+                    "popularity": "popular" if freq[test.subjects[i]] >= max(threshold, 1) else "long-tail",
+                    "subject_frequency": int(freq[test.subjects[i]]),
+                    "answer_in_corpus": bool(freq[test.objects[i]] > 0),
+                    "has_rule": r in rule_heads,
+                }
+            )
+        return out
+
+    questions = make_questions(chosen, name)
+    # a KG of one's own also gets the other sample (the presets keep their files as they were)
+    other = "uniform" if config.sample == "balanced" else "balanced"
+    other_questions = None
+    if not config.preset:
+        _, _, other_chosen = sample_queries(test, freq, threshold, config.size, other, np.random.default_rng(config.seed))
+        other_questions = make_questions(other_chosen, f"{name}-{other}")
 
     # ---- fine-tuning splits from corpus facts whose relation has rules (disjoint from test)
     index = _FactIndex(corpus)
@@ -358,6 +369,8 @@ def build_benchmark(
     }
     if not config.preset:  # (the presets' stats stay byte-identical to earlier builds)
         stats["temporal"] = temporal
+        stats["other_sample"] = {"sample": other, "file": f"questions_{other}.jsonl", "questions": len(other_questions or ())}
+        stats["splits"] = {split: len(getattr(kg, split)) for split in ("train", "valid", "test")}
     with atomic_dir(out, overwrite=overwrite) as tmp:
         _write_jsonl(
             tmp / "corpus.jsonl",
@@ -367,11 +380,29 @@ def build_benchmark(
             ),
         )
         _write_jsonl(tmp / "questions.jsonl", questions)
+        if other_questions is not None:
+            _write_jsonl(tmp / f"questions_{other}.jsonl", other_questions)
+            _write_splits(tmp / "splits", kg)
         save_rules(rules, tmp / "rules.jsonl")
         _write_jsonl(tmp / "finetune_retriever.jsonl", ft_retriever)
         _write_jsonl(tmp / "finetune_generator.jsonl", ft_generator)
         (tmp / "stats.json").write_bytes(orjson.dumps(stats, option=_JSON | orjson.OPT_INDENT_2) + b"\n")
     return stats
+
+
+def _write_splits(folder: Path, kg: KGDataset) -> None:
+    """``train.tsv``, ``valid.tsv``, ``test.tsv``: the facts of each split as the KG gave them
+    (its ids where a name map renamed them), so a split made by the builder can be reused."""
+    folder.mkdir()
+    for split in ("train", "valid", "test"):
+        table: FactTable = getattr(kg, split)
+        ents = table.source_ids.get("entity") or table.entities
+        rels = table.source_ids.get("relation") or table.relations
+        with open(folder / f"{split}.tsv", "w", encoding="utf-8") as fh:
+            for i in range(len(table)):
+                when = table.fact(i)[3]
+                row = [ents[table.subjects[i]], rels[table.relation_ids[i]], ents[table.objects[i]]] + ([when] if when is not None else [])
+                fh.write("\t".join(row) + "\n")
 
 
 def load_questions(path: str | Path) -> list[dict[str, Any]]:
