@@ -92,11 +92,11 @@ def server_rss(proc: psutil.Process) -> int:
 class Server:
     """``python -m server`` in a subprocess on a free loopback port, fixed generator backend."""
 
-    def __init__(self, index: Path, rules: Path | None, log: Path, compute_threads: int | None = None) -> None:
+    def __init__(self, index: Path, rules: Path | None, log: Path, compute_threads: int | None = None, workers: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "server", "--index", str(index), "--host", "127.0.0.1", "--port", str(self.port),
-               "--backend", "fixed", "--log-level", "warning"]
+               "--backend", "fixed", "--log-level", "warning", "--workers", str(workers)]
         if rules is not None:
             cmd += ["--rules", str(rules)]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",

@@ -1,4 +1,4 @@
-"""``python -m server --index DIR [--rules FILE] [--host H] [--port P]``: the web API with uvicorn."""
+"""``python -m server --index DIR [--rules FILE] [--host H] [--port P] [--workers N]``: the web API with uvicorn."""
 
 from __future__ import annotations
 
@@ -21,10 +21,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, default=None, help="YAML settings file (else $RULERAG_CONFIG)")
     parser.add_argument("--backend", choices=["transformers", "openai", "fixed"], default=None, help="generator backend")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--workers", type=int, default=1, help="worker processes on one port, sharing the mapped index files (default 1)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config, {"generation": {"backend": args.backend}})
-        serve(args.index, args.rules, args.host, args.port, settings=settings, log_level=args.log_level)
+        serve(args.index, args.rules, args.host, args.port, settings=settings, log_level=args.log_level, workers=args.workers)
     except RuleRAGError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
