@@ -24,8 +24,40 @@ from rulerag.text import tokenize
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and scores of the ``k`` best non-zero scores (BM25's are never negative), by score (highest first), ties by
+    the lower position: a function of the scores alone, unlike a partial sort's order of ties.
+    Reads only the documents that scored: a query touches a small share of a large corpus.
+
+    Example:
+        >>> top_k(np.array([0.0, 2.0, 1.0, 2.0, 0.5], dtype=np.float32), 3)
+        (array([1, 3, 2]), array([2., 2., 1.], dtype=float32))
+    """
+    if k <= 0:
+        return np.empty(0, dtype=np.int64), scores[:0]
+    nonzero = int(np.count_nonzero(scores))  # BM25 scores are >= 0
+    if nonzero <= k:
+        scored = np.flatnonzero(scores)
+        order = np.lexsort((scored, -scores[scored]))
+        return scored[order], scores[scored[order]]
+    # the k-th best score, found among the scored documents only when they are few (a partial sort
+    # of a mostly-zero array is slow); a date or a common word can make every document score
+    if nonzero < len(scores) // 2:
+        scored = np.flatnonzero(scores)
+        values = scores[scored]
+        cut = np.partition(values, len(values) - k)[len(values) - k]
+        above, tied = scored[values > cut], scored[values == cut]
+    else:
+        cut = np.partition(scores, len(scores) - k)[len(scores) - k]
+        above, tied = np.flatnonzero(scores > cut), np.flatnonzero(scores == cut)
+    above = above[np.lexsort((above, -scores[above]))]  # fewer than k: sort them
+    positions = np.concatenate([above, tied[: k - len(above)]])  # ties at the cut, in corpus order
+    return positions, scores[positions]
+
+
 class BM25Index:
-    """A BM25 index over document texts. Documents with score 0 are never returned."""
+    """A BM25 index over document texts. Documents with score 0 are never returned; documents
+    with equal scores come in corpus order (:func:`top_k`)."""
 
     def __init__(self, model: bm25s.BM25, num_docs: int) -> None:
         self.model = model
@@ -39,16 +71,36 @@ class BM25Index:
         model.index([tokenize(t) or ["<empty>"] for t in texts], show_progress=progress)
         return cls(model, len(texts))
 
+    def scores(self, query: str) -> np.ndarray:
+        """The BM25 score of every document for ``query`` (float32, as bm25s computes them: each
+        query term's precomputed column added in turn; a term the corpus lacks adds nothing)."""
+        model = self.model
+        vocab = model.vocab_dict
+        ids = [vocab[tok] for tok in (tokenize(query) or ["<empty>"]) if tok in vocab]
+        if model.nonoccurrence_array is not None:  # bm25l / bm25+: bm25s adds a per-term constant
+            return model.get_scores_from_ids(ids)
+        data, indices, indptr = model.scores["data"], model.scores["indices"], model.scores["indptr"]
+        out = np.zeros(self.num_docs, dtype=np.dtype(model.dtype))
+        for term in ids:
+            start, end = int(indptr[term]), int(indptr[term + 1])
+            # a document occurs once per term column, so both give bm25s's sums bit for bit; for a term
+            # in a large share of the corpus ufunc.at is the faster, for the rest a gather-add-scatter
+            if end - start > self.num_docs // 4:
+                np.add.at(out, indices[start:end], data[start:end])
+            else:
+                out[indices[start:end]] += data[start:end]
+        return out
+
     def search(self, queries: list[str], depth: int) -> list[list[Hit]]:
-        """Top ``depth`` hits per query (fewer when fewer documents share a term)."""
+        """Top ``depth`` hits per query (fewer when fewer documents share a term), best first, ties
+        in corpus order."""
         if not queries:
             return []
         k = min(depth, self.num_docs)
-        tokens = [tokenize(q) or ["<empty>"] for q in queries]
-        ids, scores = self.model.retrieve(tokens, k=k, show_progress=False, n_threads=0)
         out: list[list[Hit]] = []
-        for row_ids, row_scores in zip(np.asarray(ids).tolist(), np.asarray(scores).tolist()):
-            out.append([Hit(int(i), s) for i, s in zip(row_ids, row_scores) if s > 0])
+        for query in queries:
+            positions, values = top_k(self.scores(query), k)
+            out.append([Hit(p, s) for p, s in zip(positions.tolist(), values.tolist())])
         return out
 
     def save(self, directory: Path) -> None:

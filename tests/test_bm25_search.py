@@ -1,0 +1,55 @@
+"""BM25 search reads only the documents a query touches: the same scores as bm25s, the k best
+of them, ties in corpus order (a function of the scores alone)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rulerag.retrieval.bm25 import BM25Index, top_k
+from rulerag.text import tokenize
+
+
+def corpus(n: int = 3000, seed: int = 0) -> list[str]:
+    """KG-like facts: many documents of equal length share terms, so scores tie often."""
+    rng = np.random.default_rng(seed)
+    people = [f"person{i}" for i in range(300)]
+    places = [f"city{i}" for i in range(40)]
+    rels = ["born in", "lives in", "works in", "visited"]
+    return [f"{rng.choice(people)} {rng.choice(rels)} {rng.choice(places)}." for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def index() -> BM25Index:
+    return BM25Index.build(corpus())
+
+
+QUERIES = ["where was person7 born", "city3", "person12 lives in city5", "works in", "unknownword", "the of", "visited visited city1",
+           "born lives works visited"]  # the last scores every document (the dense path of top_k)
+
+
+def test_scores_equal_bm25s_bit_for_bit(index):
+    model = index.model
+    for q in QUERIES:
+        ids = model.get_tokens_ids(tokenize(q) or ["<empty>"])
+        assert np.array_equal(index.scores(q), model.get_scores_from_ids(ids)), q
+
+
+def test_top_k_is_the_k_best_with_ties_in_corpus_order(index):
+    for q in QUERIES:
+        scores = index.scores(q)
+        for k in (1, 10, 200, 5000):
+            positions, values = top_k(scores, k)
+            # the reference: every positive score sorted by (-score, position), first k
+            ref = sorted(np.flatnonzero(scores > 0).tolist(), key=lambda i: (-scores[i], i))[:k]
+            assert positions.tolist() == ref and np.array_equal(values, scores[ref]), (q, k)
+    hits = index.search(QUERIES, 10)
+    assert [h.pos for h in hits[1]] == top_k(index.scores("city3"), 10)[0].tolist()
+    assert hits[4] == [] and hits[5] == []  # nothing scores: nothing returned
+
+
+def test_same_score_lists_as_bm25s_retrieve(index):
+    """Whatever bm25s's order among tied documents, the scores at each rank are the same."""
+    ids, scores = index.model.retrieve([tokenize(q) or ["<empty>"] for q in QUERIES], k=50, show_progress=False, n_threads=0)
+    for q, row in zip(QUERIES, np.asarray(scores).tolist()):
+        assert [h.score for h in index.search([q], 50)[0]] == [s for s in row if s > 0], q
