@@ -53,3 +53,15 @@ def test_same_score_lists_as_bm25s_retrieve(index):
     ids, scores = index.model.retrieve([tokenize(q) or ["<empty>"] for q in QUERIES], k=50, show_progress=False, n_threads=0)
     for q, row in zip(QUERIES, np.asarray(scores).tolist()):
         assert [h.score for h in index.search([q], 50)[0]] == [s for s in row if s > 0], q
+
+
+@pytest.mark.parametrize("num_shards", [1, 2, 3, 7])
+def test_sharded_bm25_merge_equals_the_unsharded_search(index, num_shards):
+    """Shards scoring with corpus-wide statistics, each returning its top k, merged: the same
+    documents and scores as one index, ties included (the fixture ties in bulk)."""
+    from rulerag.retrieval.shards import ShardedBM25
+
+    sharded = ShardedBM25.build(corpus(), num_shards=num_shards)
+    assert sharded.size == index.num_docs and len(sharded.shards) == num_shards
+    for depth in (1, 10, 200):
+        assert sharded.search(QUERIES, depth) == index.search(QUERIES, depth), depth

@@ -40,6 +40,7 @@ import numpy as np
 
 from rulerag.config import IndexSettings
 from rulerag.errors import ConfigError, IndexLoadError
+from rulerag.retrieval.bm25 import BM25Index, BM25Stats, bm25_from_entries, document_tokens, score_entries
 from rulerag.retrieval.dense import DenseIndex
 from rulerag.retrieval.hits import Hit
 
@@ -230,3 +231,68 @@ class ShardedDenseIndex:
                 raise IndexLoadError(f"{path} holds {shard.size} vectors, {SHARDS_FILE} says {e['size']}. Fix: write the sharded index again")
             shards.append(shard)
         return cls(shards, [e["offset"] for e in entries])
+
+
+class ShardedBM25:
+    """BM25 search over shards that each hold a contiguous range of corpus positions, every
+    shard scoring with the **corpus-wide** statistics (document frequencies, mean length; as the
+    distributed build computes them), so a document's score does not depend on its shard.
+
+    Each shard returns its own top ``k`` (:func:`rulerag.retrieval.bm25.top_k`: ties in position
+    order) and :func:`canonical_order` merges them: the result equals the unsharded index's
+    :meth:`~rulerag.retrieval.bm25.BM25Index.search`, document for document.
+
+    Example:
+        >>> texts = ["alice born tarvik", "bruno born dravport", "tarvik in norland", "alice lives norland"]
+        >>> sharded = ShardedBM25.build(texts, num_shards=2)
+        >>> [h.pos for h in sharded.search(["alice norland"], depth=3)[0]]
+        [3, 2, 0]
+        >>> from rulerag.retrieval.index import build_bm25
+        >>> sharded.search(["alice norland"], 3) == build_bm25(texts).search(["alice norland"], 3)
+        True
+    """
+
+    def __init__(self, shards: Sequence[BM25Index], offsets: Sequence[int]) -> None:
+        self.shards = list(shards)
+        self.offsets = list(offsets)
+
+    @property
+    def size(self) -> int:
+        return self.offsets[-1] + self.shards[-1].num_docs
+
+    @classmethod
+    def build(cls, texts: Sequence[str], *, num_shards: int) -> ShardedBM25:
+        if not 1 <= num_shards <= max(1, len(texts)):
+            raise ConfigError(f"num_shards must be between 1 and the number of documents ({len(texts)}), got {num_shards}")
+        tokens = [document_tokens(t) for t in texts]
+        stats = BM25Stats.from_tokens(tokens)  # in a cluster: each shard's statistics, merged
+        vocab = stats.vocabulary()
+        idf = stats.idf(vocab)
+        bounds = np.linspace(0, len(texts), num_shards + 1).astype(int).tolist()
+        shards = [bm25_from_entries([score_entries(tokens[lo:hi], vocab, idf, stats.avg_length)], vocab, hi - lo)
+                  for lo, hi in zip(bounds[:-1], bounds[1:])]
+        return cls(shards, bounds[:-1])
+
+    def shard_hits(self, i: int, queries: list[str], depth: int) -> tuple[np.ndarray, np.ndarray]:
+        """Shard ``i``'s top ``depth`` per query as ``(scores, ids)`` arrays (corpus positions,
+        padded with ``-inf`` / ``-1``): what one replica would send back."""
+        shard, offset = self.shards[i], self.offsets[i]
+        lists = shard.search(queries, depth)
+        scores = np.full((len(queries), depth), -np.inf, dtype=np.float32)
+        ids = np.full((len(queries), depth), -1, dtype=np.int64)
+        for row, hits in enumerate(lists):
+            scores[row, : len(hits)] = [h.score for h in hits]
+            ids[row, : len(hits)] = [h.pos + offset for h in hits]
+        return scores, ids
+
+    @staticmethod
+    def merge(parts: Sequence[tuple[np.ndarray, np.ndarray]], depth: int) -> list[list[Hit]]:
+        """The shards' answers merged into one ranked list per query."""
+        scores, ids = canonical_order(np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=1), depth)
+        return [[Hit(int(i), float(s)) for i, s in zip(row_i, row_s) if i >= 0] for row_i, row_s in zip(ids, scores)]
+
+    def search(self, queries: list[str], depth: int) -> list[list[Hit]]:
+        """Ranked hits per query (at most ``depth``), like :meth:`BM25Index.search`."""
+        if not queries:
+            return []
+        return self.merge([self.shard_hits(i, queries, depth) for i in range(len(self.shards))], depth)
