@@ -90,7 +90,7 @@ class BuildEngine(str, Enum):
 
 # FAISS options shared by `index build` and `index convert` (build-time parameters; the search-time
 # knobs index.ivf_nprobe / index.hnsw_ef_search are read from the settings whenever an index is loaded)
-FaissTypeOpt = Annotated[Optional[FaissIndexType], typer.Option("--faiss-type", help="flat (exact), ivf, hnsw or ivfpq (see docs/retrieval.md, "Dense index at scale").")]
+FaissTypeOpt = Annotated[Optional[FaissIndexType], typer.Option("--faiss-type", help="flat (exact), ivf, hnsw or ivfpq (see docs/retrieval.md, Dense index at scale).")]
 HnswMOpt = Annotated[Optional[int], typer.Option("--hnsw-m", min=4, help="hnsw: graph neighbours per vector (index.hnsw_m, default 32).")]
 IvfNlistOpt = Annotated[Optional[int], typer.Option("--ivf-nlist", min=0, help="ivf, ivfpq: inverted lists (index.ivf_nlist; 0 = 4*sqrt(documents)).")]
 IvfTrainSizeOpt = Annotated[Optional[int], typer.Option("--ivf-train-size", min=0, help="ivf, ivfpq: training sample (index.ivf_train_size; 0 = 64 per list).")]
