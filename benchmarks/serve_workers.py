@@ -5,7 +5,8 @@
         [--workers 1,2,4] [--clients 1,4,16,64] [--seconds 10]
 
 For each worker count the server runs in its own process group (``python -m server --workers N``,
-fixed generator, one compute thread per worker, index files memory-mapped), every worker is
+fixed generator, one compute thread per worker; with N > 1 the workers are forked from a parent
+that loaded the index, memory-mapped, and the encoder once), every worker is
 waited for (``/readyz`` over new connections until N distinct ``X-RuleRAG-Worker`` ids answer),
 then each client count sends rule-guided ``/v1/retrieve`` requests for ``--seconds`` (the load
 levels of ``load_api.py``). Reported: requests/s, p50 / p99 latency, errors, and the server's

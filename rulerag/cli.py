@@ -562,7 +562,7 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 8000,
     backend: Annotated[Optional[BackendKind], typer.Option("--backend", help="Generator backend.")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
-    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker processes on one port (about one per core); they map the index files and share one copy of them.")] = 1,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker processes on one port (about one per core), forked after the index and encoder are loaded once, so they share one copy of them (docs/serving.md).")] = 1,
 ) -> None:
     """Serve the QA web API and page (FastAPI + uvicorn). API keys: $RULERAG_API_KEYS or $RULERAG_API_KEYS_FILE."""
     from server.serve import serve as run_server

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, default=None, help="YAML settings file (else $RULERAG_CONFIG)")
     parser.add_argument("--backend", choices=["transformers", "openai", "fixed"], default=None, help="generator backend")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    parser.add_argument("--workers", type=int, default=1, help="worker processes on one port, sharing the mapped index files (default 1)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes on one port, forked after the index is loaded once (default 1)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config, {"generation": {"backend": args.backend}})

@@ -120,9 +120,12 @@ class RetrievalBatcher:
     def submit(self, job: _Job) -> None:
         self._queue.put(job)
 
-    def close(self) -> None:
+    def close(self, wait: bool = False) -> None:
         for _ in self._threads:
             self._queue.put(None)
+        if wait:
+            for t in self._threads:
+                t.join()
 
     def _loop(self) -> None:
         while True:
@@ -220,6 +223,8 @@ class Engine:
         self._closed = True
         self._encoder: TextEncoder | None = None  # the query encoder in use, shared by index updates
         self._update_lock = threading.Lock()
+        self._default_threads: int | None = None  # set by preload()
+        self.workers = 1  # processes serving this engine's index (set by `rulerag serve --workers`)
         self.open()
 
     # ------------------------------------------------------------------ loading
@@ -230,40 +235,69 @@ class Engine:
 
     def load(self) -> None:
         """Load the index, rules, encoder and generator, and warm them up. Never raises: a failure
-        is logged and kept in :attr:`error` (``/readyz`` reports it). Loading twice is a no-op."""
+        is logged and kept in :attr:`error` (``/readyz`` reports it). Loading twice is a no-op;
+        after :meth:`preload` only the generator is left to load."""
         if self.state == "ready":
             return
         t0 = time.perf_counter()
         try:
-            from rulerag.retrieval.index import read_manifest
-
             threads = self.limits.compute_threads or None  # 0 / None: the libraries' defaults
             if threads is not None:
                 set_compute_threads(threads)
-
-            encoder = self._encoder_arg
-            if encoder is None:
-                manifest = read_manifest(self.index_path)
-                emb = self.settings.embedding
-                encoder = Encoder(manifest.embedding_model or emb.model, batch_size=emb.batch_size, device=emb.device,
-                                  backend=emb.backend)
-            generator = self._generator_arg or default_generator(self.settings)
-            self._encoder = LockedEncoder(encoder)
-            rag = self._open_index(generator)
-            loader = getattr(generator, "load", None)
+            elif self._default_threads is not None:  # preloaded with one thread: back to the defaults
+                set_compute_threads(self._default_threads)
+            if self.rag is None:
+                self._load_pipeline()
+            assert self.generator is not None and self.rag is not None
+            loader = getattr(self.generator, "load", None)
             if callable(loader):
                 loader()
-            store = rag.rules
-            self.rule_list = [r for rel in store.relations for r in store.by_head(rel)] if store is not None else []
-            self.rag, self.generator = rag, generator
-            self.load_s = time.perf_counter() - t0
+            self.load_s += time.perf_counter() - t0
             self.state = "ready"
             log.info("ready in %.1fs: %s (%d documents, %d rules, generator %s)", self.load_s, self.index_path,
-                     len(rag.index.docs), len(rag.rules or ()), generator.name)
+                     len(self.rag.index.docs), len(self.rag.rules or ()), self.generator.name)
         except Exception as exc:  # noqa: BLE001 - reported through /readyz, logged with its trace
             self.state = "failed"
             self.error = str(exc) or type(exc).__name__
             log.exception("loading %s failed", self.index_path)
+
+    def preload(self) -> None:
+        """Load and warm up the retrieval side (index, rules, encoder) in a parent process that
+        will fork the workers, so they share these pages copy-on-write instead of loading N
+        copies. The generator is left to :meth:`load` in each worker (llama.cpp maps its GGUF, so
+        those pages are shared anyway, and its threads would not survive a fork).
+
+        The warm-up runs torch and FAISS on one thread: a process forked after OpenMP started a
+        thread team hangs at its next parallel region. Every thread this engine started is
+        stopped before returning; :meth:`open` starts them again in the worker. Raises what the
+        loading raises (the server should not start)."""
+        import torch
+
+        if self.rag is not None:
+            return
+        self._default_threads = torch.get_num_threads()
+        t0 = time.perf_counter()
+        set_compute_threads(1)
+        self._load_pipeline()
+        self.load_s = time.perf_counter() - t0
+        self.close(wait=True)
+        log.info("preloaded %s in %.1fs (%d documents)", self.index_path, self.load_s, len(self.rag.index.docs))
+
+    def _load_pipeline(self) -> None:
+        from rulerag.retrieval.index import read_manifest
+
+        encoder = self._encoder_arg
+        if encoder is None:
+            manifest = read_manifest(self.index_path)
+            emb = self.settings.embedding
+            encoder = Encoder(manifest.embedding_model or emb.model, batch_size=emb.batch_size, device=emb.device,
+                              backend=emb.backend)
+        generator = self._generator_arg or default_generator(self.settings)
+        self._encoder = LockedEncoder(encoder)
+        rag = self._open_index(generator)
+        store = rag.rules
+        self.rule_list = [r for rel in store.relations for r in store.by_head(rel)] if store is not None else []
+        self.rag, self.generator = rag, generator
 
     def _open_index(self, generator: Generator) -> RuleRAG:
         """The pipeline over the index directory as it is on disk now, warmed up."""
@@ -310,16 +344,17 @@ class Engine:
                                             self.limits.retrieval_batch)
             self._closed = False
 
-    def close(self) -> None:
+    def close(self, wait: bool = False) -> None:
+        """Stop the worker threads (``wait``: until they have exited)."""
         self._closed = True
-        self._workers.shutdown(wait=False, cancel_futures=True)
-        self._gen_worker.shutdown(wait=False, cancel_futures=True)
-        self.batcher.close()
+        self._workers.shutdown(wait=wait, cancel_futures=True)
+        self._gen_worker.shutdown(wait=wait, cancel_futures=True)
+        self.batcher.close(wait)
 
     def require_ready(self) -> RuleRAG:
         if self.state == "failed":
             raise ApiError(503, "load_failed", "the index or models failed to load; the server log has the details. Fix the configuration and restart the server")
-        if self.rag is None:
+        if self.rag is None or self.state != "ready":
             raise ApiError(503, "not_ready", "the server is still loading the index and models. Retry in a few seconds (see /readyz)", {"Retry-After": "2"})
         return self.rag
 

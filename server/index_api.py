@@ -5,7 +5,8 @@ documents are embedded, BM25 is rebuilt, the directory is swapped in atomically)
 loads the new index and swaps it in: requests in flight finish on the old one, later ones see the
 new one, never a mix. Updates run one at a time. They need an API key: a server started without
 keys refuses them (403 ``updates_need_api_key``), since anyone who can reach it could rewrite
-its index.
+its index, and so does one started with ``--workers N`` (409 ``updates_need_one_worker``: the
+other workers would keep the old index).
 """
 
 from typing import Annotated, Any
@@ -58,7 +59,14 @@ def install_index_api(router: APIRouter, engine: Engine, limits: ServerSettings,
                                                         "index. Fix: start it with RULERAG_API_KEYS (or RULERAG_API_KEYS_FILE) set, "
                                                         "or use `rulerag index add` / `index remove` and restart it")
 
-    errors = {**responses, 403: {"description": "The server has no API keys, so updates are off"}}
+        if engine.workers > 1:
+            raise ApiError(409, "updates_need_one_worker", f"this server runs {engine.workers} worker processes, each with the "
+                                                           "index loaded; an update would reach only the worker that took it. Fix: "
+                                                           "use `rulerag index add` / `index remove` and restart the server, or serve "
+                                                           "with --workers 1 to update it live")
+
+    errors = {**responses, 403: {"description": "The server has no API keys, so updates are off"},
+              409: {"description": "The server runs several worker processes, so live updates are off"}}
 
     @router.post("/documents", response_model=UpdateResult, summary="Add documents to the index", tags=["index"], responses=errors)
     async def add_documents(body: AddRequest) -> Any:  # type: ignore[valid-type]

@@ -1,17 +1,16 @@
-"""Run the web API with uvicorn: ``serve(index, rules, host, port)`` (``rulerag serve`` calls it).
+"""Run the web API: ``serve(index, rules, host, port)`` (``rulerag serve`` calls it).
 
-With ``workers > 1`` uvicorn starts that many worker processes on one listening socket; each
-builds the app with :func:`worker_app` from the configuration the parent passes in the
-environment (``RULERAG_SERVE_WORKER_CONFIG``), with ``index.mmap`` on, so the FAISS and BM25
-arrays are mapped from the index files and the workers share one copy of them in the page cache.
-Each response carries ``X-RuleRAG-Worker`` (the worker's process id) so clients and tests can see
+One worker: the app under uvicorn. With ``workers > 1`` the parent loads the retrieval side once
+(index with ``index.mmap`` on, rules, encoder, warmed up), then gunicorn's arbiter forks that many
+uvicorn workers on one listening socket (``preload_app``): they share the loaded pages
+copy-on-write instead of holding one copy each, and each loads only the generator. Each
+response carries ``X-RuleRAG-Worker`` (the worker's process id) so clients and tests can see
 which worker answered.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import os
 from pathlib import Path
@@ -49,7 +48,9 @@ def serve(
 
     The index manifest is checked before the server starts (a missing or foreign directory fails
     at once with a ``RuleRAGError``); the index and models then load in the background and
-    ``/readyz`` turns 200 when they are loaded. ``limits``: :class:`~server.config.ServerSettings`
+    ``/readyz`` turns 200 when they are loaded. With ``workers > 1`` the retrieval side loads
+    before the port opens (a loading error stops the server) and each worker then loads the
+    generator. ``limits``: :class:`~server.config.ServerSettings`
     fields, over the ``RULERAG_SERVER__*`` environment.
     """
     import uvicorn
@@ -69,44 +70,61 @@ def serve(
         log.warning("serving on %s without API keys: anyone who can reach the port can use the API "
                     "(set RULERAG_API_KEYS or RULERAG_API_KEYS_FILE)", host)
     if workers > 1:
-        from rulerag.config import load_settings
-
-        shared = (settings or load_settings()).to_dict()
-        shared["index"] = {**shared["index"], "mmap": True}  # one copy of the arrays in the page cache, not one per worker
-        os.environ[WORKER_CONFIG] = json.dumps({
-            "index": str(index), "rules": None if rules is None else str(rules), "settings": shared,
-            # keys given by the caller travel to the workers; otherwise each reads $RULERAG_API_KEYS(_FILE) itself
-            "api_keys": None if api_keys is None else sorted(keys), "limits": server_settings.model_dump(mode="json"),
-        })
-        uvicorn.run("server.serve:worker_app", factory=True, workers=workers, host=host, port=port, log_level=log_level,
-                    server_header=False, timeout_graceful_shutdown=10)
+        _serve_prefork(index, rules, host, port, settings, keys, server_settings, log_level, workers)
         return
     app = create_app(index, rules, settings, api_keys=keys, server_settings=server_settings)
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False, timeout_graceful_shutdown=10)
 
 
-WORKER_CONFIG = "RULERAG_SERVE_WORKER_CONFIG"
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def worker_app() -> Any:
-    """The app of one worker process (uvicorn's factory with ``--workers``), from the parent's
-    configuration in ``$RULERAG_SERVE_WORKER_CONFIG``; every response names the worker."""
+def name_the_worker(app: Any) -> None:
+    """Every response of ``app`` carries ``X-RuleRAG-Worker``: the id of the process that answered."""
+
+    @app.middleware("http")
+    async def add_worker_header(request: Any, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers["X-RuleRAG-Worker"] = str(os.getpid())
+        return response
+
+
+def _serve_prefork(index: str | Path, rules: str | Path | None, host: str, port: int, settings: Settings | None,
+                   keys: set[str], server_settings: Any, log_level: str, workers: int) -> None:
+    """Load the retrieval side once, then fork ``workers`` uvicorn workers under gunicorn's arbiter
+    (``preload_app``): the encoder weights, rules, documents and index arrays are shared
+    copy-on-write (the FAISS and BM25 arrays are memory-mapped too), and each worker loads only
+    the generator. The arbiter restarts a worker that dies and stops them all on SIGTERM / SIGINT."""
+    import gc
+
+    from gunicorn.app.base import BaseApplication
+    from uvicorn_worker import UvicornWorker
+
     from rulerag.config import load_settings
     from server.app import create_app
 
-    raw = os.environ.get(WORKER_CONFIG)
-    if not raw:
-        raise ConfigError(f"${WORKER_CONFIG} is not set: worker_app is started by `rulerag serve --workers N`. "
-                          "Fix: start the server with rulerag serve")
-    config = json.loads(raw)
-    app = create_app(config["index"], config["rules"], load_settings(overrides=config["settings"]),
-                     api_keys=None if config["api_keys"] is None else set(config["api_keys"]), server_settings=config["limits"])
-    pid = str(os.getpid())
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer's pool does not survive a fork either
+    shared = (settings or load_settings()).to_dict()
+    shared["index"] = {**shared["index"], "mmap": True}  # index arrays mapped from the files: shared through the page cache
+    app = create_app(index, rules, load_settings(overrides=shared), api_keys=keys, server_settings=server_settings)
+    name_the_worker(app)
+    app.state.engine.workers = workers
+    app.state.engine.preload()
+    gc.freeze()  # the loaded objects stay out of the collector's way, so its passes do not copy their pages
 
-    @app.middleware("http")
-    async def name_the_worker(request: Any, call_next: Any) -> Any:
-        response = await call_next(request)
-        response.headers["X-RuleRAG-Worker"] = pid
-        return response
+    class Worker(UvicornWorker):
+        CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "server_header": False, "timeout_graceful_shutdown": 10}
 
-    return app
+    class Prefork(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in {"bind": [_bind(host, port)], "workers": workers, "worker_class": Worker, "preload_app": True,
+                               "loglevel": log_level, "graceful_timeout": 10, "timeout": 120, "proc_name": "rulerag-serve"}.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return app
+
+    Prefork().run()
+
+

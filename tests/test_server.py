@@ -773,3 +773,30 @@ def test_integration_real_embedding_model(tmp_path_factory):
         assert "Alice Marlow serves in army of Norland." in [d["contents"] for d in body["documents"]]
         standard = c.post("/v1/retrieve", json={"question": DEMO_QUESTION, "k": 5, "mode": "standard"}).json()["results"][0]
         assert "Alice Marlow serves in army of Norland." not in [d["contents"] for d in standard["documents"]]
+
+
+def test_preload_loads_retrieval_once_stops_its_threads_and_leaves_the_generator_to_the_worker(small_index):
+    """`rulerag serve --workers N` preloads in the parent, then forks: nothing this engine started may
+    still run at the fork, the engine must not answer before the worker has loaded the generator,
+    and the worker's load must not load the index again."""
+    class CountingGenerator:
+        name = "counting"
+        loads = 0
+
+        def load(self):
+            CountingGenerator.loads += 1
+
+        def generate(self, prompt, *, max_new_tokens, temperature=0.0):
+            return first_document(prompt)
+
+    app = create_app(small_index, DEMO_RULES, fixed_settings(), generator=CountingGenerator(), api_keys=set(), encoder=HashEncoder(),
+                     server_settings={"load_in_background": False})
+    engine = app.state.engine
+    engine.preload()
+    assert engine.rag is not None and CountingGenerator.loads == 0 and not engine.ready
+    assert not [t for t in threading.enumerate() if t.name.startswith("rulerag-")], "engine threads alive at the fork"
+    rag = engine.rag
+    with TestClient(app) as c:  # the worker: lifespan opens the engine again and loads the generator only
+        assert c.get("/readyz").status_code == 200
+        assert engine.rag is rag and CountingGenerator.loads == 1
+        assert c.post("/v1/ask", json={"question": DEMO_QUESTION}).status_code == 200
