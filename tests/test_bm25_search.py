@@ -55,6 +55,25 @@ def test_same_score_lists_as_bm25s_retrieve(index):
         assert [h.score for h in index.search([q], 50)[0]] == [s for s in row if s > 0], q
 
 
+def test_a_batch_shares_query_prefixes_and_gives_each_query_its_own_results(index, monkeypatch):
+    """Rule-guided queries extend the question: in one call, a query starts from the score vector of
+    the longest query whose terms it begins with. Every hit list (positions and float32 scores)
+    equals the query searched alone, for prefix chains, branches, repeats and unrelated queries."""
+    question = "where was person7 born"
+    batch = [question + " lives in city3", question, "city3", question + " lives in", question + " works in city3",
+             question, "unknownword", question + " lives in city3 visited", "person12 lives in city5", "lives in city3"]
+    added: list[int] = []
+    original = BM25Index._add_terms
+    monkeypatch.setattr(BM25Index, "_add_terms", lambda self, out, ids: (added.extend(ids), original(self, out, ids))[1])
+    together = index.search(batch, 50)
+    shared = len(added)
+    alone = [index.search([q], 50)[0] for q in batch]
+    assert [[(h.pos, h.score) for h in hits] for hits in together] == [[(h.pos, h.score) for h in hits] for hits in alone]
+    assert together[0] and together[1]
+    # the work shared: every term column is added once per distinct extension, not once per query
+    assert shared < len(added) - shared, (shared, len(added) - shared)
+
+
 @pytest.mark.parametrize("num_shards", [1, 2, 3, 7])
 def test_sharded_bm25_merge_equals_the_unsharded_search(index, num_shards):
     """Shards scoring with corpus-wide statistics, each returning its top k, merged: the same

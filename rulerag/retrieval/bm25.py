@@ -35,20 +35,25 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """
     if k <= 0:
         return np.empty(0, dtype=np.int64), scores[:0]
-    nonzero = int(np.count_nonzero(scores))  # BM25 scores are >= 0
+    # a boolean mask first: numpy finds the non-zero entries of a bool array several times faster
+    # than those of a float one (0.4 vs 2-4 ms over 607k documents)
+    mask = scores > 0  # BM25 scores are >= 0
+    nonzero = int(np.count_nonzero(mask))
     if nonzero <= k:
-        scored = np.flatnonzero(scores)
+        scored = np.flatnonzero(mask)
         order = np.lexsort((scored, -scores[scored]))
         return scored[order], scores[scored[order]]
     # the k-th best score, found among the scored documents only when they are few (a partial sort
-    # of a mostly-zero array is slow); a date or a common word can make every document score
+    # of a mostly-zero array is slow); a date or a common word can make every document score.
+    # Selecting the k-th smallest of the negated scores is the same value, and fast where many
+    # documents tie (a partition for the k-th largest degrades there: 2.6 vs 0.5 ms on 277k)
     if nonzero < len(scores) // 2:
-        scored = np.flatnonzero(scores)
+        scored = np.flatnonzero(mask)
         values = scores[scored]
-        cut = np.partition(values, len(values) - k)[len(values) - k]
+        cut = -np.partition(-values, k - 1)[k - 1]
         above, tied = scored[values > cut], scored[values == cut]
     else:
-        cut = np.partition(scores, len(scores) - k)[len(scores) - k]
+        cut = -np.partition(-scores, k - 1)[k - 1]
         above, tied = np.flatnonzero(scores > cut), np.flatnonzero(scores == cut)
     above = above[np.lexsort((above, -scores[above]))]  # fewer than k: sort them
     positions = np.concatenate([above, tied[: k - len(above)]])  # ties at the cut, in corpus order
@@ -71,16 +76,20 @@ class BM25Index:
         model.index([tokenize(t) or ["<empty>"] for t in texts], show_progress=progress)
         return cls(model, len(texts))
 
+    def _term_ids(self, query: str) -> list[int]:
+        vocab = self.model.vocab_dict
+        return [vocab[tok] for tok in (tokenize(query) or ["<empty>"]) if tok in vocab]
+
     def scores(self, query: str) -> np.ndarray:
         """The BM25 score of every document for ``query`` (float32, as bm25s computes them: each
         query term's precomputed column added in turn; a term the corpus lacks adds nothing)."""
-        model = self.model
-        vocab = model.vocab_dict
-        ids = [vocab[tok] for tok in (tokenize(query) or ["<empty>"]) if tok in vocab]
-        if model.nonoccurrence_array is not None:  # bm25l / bm25+: bm25s adds a per-term constant
-            return model.get_scores_from_ids(ids)
-        data, indices, indptr = model.scores["data"], model.scores["indices"], model.scores["indptr"]
-        out = np.zeros(self.num_docs, dtype=np.dtype(model.dtype))
+        ids = self._term_ids(query)
+        if self.model.nonoccurrence_array is not None:  # bm25l / bm25+: bm25s adds a per-term constant
+            return self.model.get_scores_from_ids(ids)
+        return self._add_terms(np.zeros(self.num_docs, dtype=np.dtype(self.model.dtype)), ids)
+
+    def _add_terms(self, out: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+        data, indices, indptr = self.model.scores["data"], self.model.scores["indices"], self.model.scores["indptr"]
         for term in ids:
             start, end = int(indptr[term]), int(indptr[term + 1])
             # a document occurs once per term column, so both give bm25s's sums bit for bit; for a term
@@ -93,15 +102,50 @@ class BM25Index:
 
     def search(self, queries: list[str], depth: int) -> list[list[Hit]]:
         """Top ``depth`` hits per query (fewer when fewer documents share a term), best first, ties
-        in corpus order."""
+        in corpus order.
+
+        Queries of one call share work: a query whose terms begin with all the terms of another
+        (a rule-guided query is the question followed by the rule's words) starts from that
+        query's score vector and adds only its own further terms, the same additions in the same
+        order, so every score is bit for bit the one it gets alone; a repeated query is scored once.
+        """
         if not queries:
             return []
         k = min(depth, self.num_docs)
-        out: list[list[Hit]] = []
-        for query in queries:
-            positions, values = top_k(self.scores(query), k)
-            out.append([Hit(p, s) for p, s in zip(positions.tolist(), values.tolist())])
-        return out
+        terms = [tuple(self._term_ids(q)) for q in queries]
+        if self.model.nonoccurrence_array is not None:
+            return [self._hits(self.model.get_scores_from_ids(list(t)), k) for t in terms]
+        first = {}  # the terms of a query -> the first query with them
+        for i, t in enumerate(terms):
+            first.setdefault(t, i)
+        source: dict[int, int] = {}  # query -> the query whose terms are its longest proper prefix
+        for t, i in first.items():
+            for n in range(len(t) - 1, 0, -1):
+                j = first.get(t[:n])
+                if j is not None:
+                    source[i] = j
+                    break
+        users = Counter(source.values())
+        vectors: dict[int, np.ndarray] = {}  # score vectors a longer query still starts from
+        out: list[list[Hit] | None] = [None] * len(queries)
+        for i in sorted(first.values(), key=lambda i: len(terms[i])):  # a prefix before the queries that extend it
+            j = source.get(i)
+            if j is None:
+                scores = self._add_terms(np.zeros(self.num_docs, dtype=np.dtype(self.model.dtype)), terms[i])
+            else:
+                scores = self._add_terms(vectors[j].copy(), terms[i][len(terms[j]):])
+                users[j] -= 1
+                if not users[j]:
+                    del vectors[j]
+            if users[i]:
+                vectors[i] = scores
+            out[i] = self._hits(scores, k)
+        return [out[first[t]] for t in terms]  # type: ignore[misc]
+
+    @staticmethod
+    def _hits(scores: np.ndarray, k: int) -> list[Hit]:
+        positions, values = top_k(scores, k)
+        return [Hit(p, s) for p, s in zip(positions.tolist(), values.tolist())]
 
     def save(self, directory: Path) -> None:
         self.model.save(str(directory), show_progress=False)
