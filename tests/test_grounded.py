@@ -401,3 +401,37 @@ def test_rule_guided_answerers_are_skipped_in_standard_mode(bench, tmp_path):
     assert ("standard", "reasoner") in by_mode and ("rulerag", "llm-score") in by_mode
     assert ("standard", "llm-score") not in by_mode and ("standard", "llm+paths") not in by_mode
     assert "LLM answerers vs the reasoner alone" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_gate_scores_keeps_the_reasoner_unless_the_dev_split_gains_and_reads_only_cached_scores(tmp_path):
+    """Margin gating: tau from the development rows, applied to the test rows; tau None is the reasoner."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gate_scores
+
+    assert gate_scores.gated_pick([0.9, 0.5], [-9.0, -0.1], None) == 0
+    assert gate_scores.gated_pick([0.9, 0.5], [-9.0, -0.1], 0.3) == 0  # 0.5 is not within 0.3 of 0.9
+    assert gate_scores.gated_pick([0.9, 0.7], [-9.0, -0.1], 0.3) == 1
+    cache, results, bench = tmp_path / "cache", tmp_path / "results", tmp_path / "bench"
+    for d in (cache, results / "ruleqa-i-llm300" / "cache", bench):
+        d.mkdir(parents=True)
+    # development: the LLM is right on near-ties, so a margin helps there
+    dev = [{"id": f"d{i}", "gold": ["b"], "popular": True, "candidates": ["a", "b"], "reasoner": [1.0, 0.95], "llm": [-5.0, -1.0]}
+           for i in range(5)]
+    (cache / "ruleqa-i-n1500-x-top5-k0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in dev))
+    # test: one near-tie the LLM gets right, one it gets wrong, one far from a tie
+    test = [{"id": "q1", "candidates": ["a", "b"], "reasoner": [1.0, 0.98], "llm": [-5.0, -1.0]},
+            {"id": "q2", "candidates": ["c", "d"], "reasoner": [1.0, 0.98], "llm": [-5.0, -1.0]},
+            {"id": "q3", "candidates": ["e", "f"], "reasoner": [1.0, 0.1], "llm": [-5.0, -1.0]}]
+    gold = {"q1": ["b"], "q2": ["c"], "q3": ["e"]}
+    (results / "ruleqa-i-llm300" / "cache" / "answers-h-rulerag-x-llm-score-m-p3-top5-g0.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in test))
+    (bench / "questions.jsonl").write_text("".join(json.dumps({"id": i, "golden_answers": g}) + "\n" for i, g in gold.items()))
+    (results / "ruleqa-i-llm300" / "results.json").write_text(json.dumps({
+        "config": {"bench": str(bench)}, "question_ids": ["q1", "q2", "q3"],
+        "entity_em_flags": {"hybrid/rulerag/reasoner": [0, 1, 1], "hybrid/rulerag/llm-score": [1, 0, 1]}}))
+    out = gate_scores.main(["--set", "ruleqa-i", "--cache", str(cache), "--results", str(results), "--out", str(tmp_path / "gate")])
+    row = out["rows"][0]
+    assert row["dev_reasoner"] == 0.0 and row["dev_gated"] == 100.0 and row["tau"] == 0.05  # the smallest tau that reaches 0.95
+    assert row["test_reasoner"] == pytest.approx(200 / 3) and row["test_gated"] == pytest.approx(200 / 3)
+    assert (row["test_test"]["b_only"], row["test_test"]["a_only"]) == (1, 1)
+    assert "| ruleqa-i |" in (tmp_path / "gate.md").read_text()
