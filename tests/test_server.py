@@ -789,12 +789,14 @@ def test_preload_loads_retrieval_once_stops_its_threads_and_leaves_the_generator
         def generate(self, prompt, *, max_new_tokens, temperature=0.0):
             return first_document(prompt)
 
+    before = set(threading.enumerate())  # other tests' engines may still have threads
     app = create_app(small_index, DEMO_RULES, fixed_settings(), generator=CountingGenerator(), api_keys=set(), encoder=HashEncoder(),
                      server_settings={"load_in_background": False})
     engine = app.state.engine
+    assert [t for t in set(threading.enumerate()) - before if t.name.startswith("rulerag-")]  # the engine starts its threads
     engine.preload()
     assert engine.rag is not None and CountingGenerator.loads == 0 and not engine.ready
-    assert not [t for t in threading.enumerate() if t.name.startswith("rulerag-")], "engine threads alive at the fork"
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("rulerag-")], "engine threads alive at the fork"
     rag = engine.rag
     with TestClient(app) as c:  # the worker: lifespan opens the engine again and loads the generator only
         assert c.get("/readyz").status_code == 200
