@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tune_generator import hits  # noqa: E402
 
+from rulerag.bench.ruleqa import load_questions  # noqa: E402
 from rulerag.bench.runner import _read_cache, mcnemar  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -64,11 +65,7 @@ def table_rows(results: Path, bench_set: str) -> tuple[list[dict], dict]:
     if not files:
         raise SystemExit(f"no llm-score answers in {run / 'cache'}. Fix: run the set's 300-question table first (docs/benchmarks.md)")
     scored = _read_cache(files[0])
-    bench = Path(report["config"]["bench"])
-    gold = {}
-    for line in (bench / "questions.jsonl").read_text(encoding="utf-8").splitlines():
-        q = json.loads(line)
-        gold[q["id"]] = q["golden_answers"]
+    gold = {q["id"]: q["golden_answers"] for q in load_questions(report["config"]["bench"])}
     rows = [{**scored[i], "gold": gold[i], "popular": None} for i in report["question_ids"]]
     return rows, report
 
@@ -92,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         t_base = hits(rows, lambda r: 0)
         t_gate = hits(rows, lambda r: gated_pick(r["reasoner"], r["llm"], best["tau"]))
         flags = report["entity_em_flags"]
-        em = {a: 100 * sum(f) / len(f) for k, f in flags.items() for a in [k.rsplit("/", 1)[1]]}
+        em = {k.rsplit("/", 1)[1]: 100 * sum(f) / len(f) for k, f in flags.items()}  # by answerer
         out.append({
             "set": bench_set, "dev_questions": len(dev), "dev_reasoner": base["all"], "tau": best["tau"], "dev_gated": best["all"],
             "dev_test": mcnemar(base["flags"], best["flags"]), "dev_sweep": [{"tau": r["tau"], "all": r["all"]} for r in sweep],

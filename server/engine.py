@@ -354,7 +354,7 @@ class Engine:
     def require_ready(self) -> RuleRAG:
         if self.state == "failed":
             raise ApiError(503, "load_failed", "the index or models failed to load; the server log has the details. Fix the configuration and restart the server")
-        if self.rag is None or self.state != "ready":
+        if self.state != "ready":  # still loading (or, after preload, the generator still loading)
             raise ApiError(503, "not_ready", "the server is still loading the index and models. Retry in a few seconds (see /readyz)", {"Retry-After": "2"})
         return self.rag
 

@@ -105,9 +105,10 @@ def _serve_prefork(index: str | Path, rules: str | Path | None, host: str, port:
     from server.app import create_app
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer's pool does not survive a fork either
-    shared = (settings or load_settings()).to_dict()
-    shared["index"] = {**shared["index"], "mmap": True}  # index arrays mapped from the files: shared through the page cache
-    app = create_app(index, rules, load_settings(overrides=shared), api_keys=keys, server_settings=server_settings)
+    settings = settings or load_settings()
+    # index arrays mapped from the files: shared through the page cache
+    settings = settings.model_copy(update={"index": settings.index.model_copy(update={"mmap": True})})
+    app = create_app(index, rules, settings, api_keys=keys, server_settings=server_settings)
     name_the_worker(app)
     app.state.engine.workers = workers
     app.state.engine.preload()

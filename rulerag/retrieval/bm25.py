@@ -83,9 +83,11 @@ class BM25Index:
     def scores(self, query: str) -> np.ndarray:
         """The BM25 score of every document for ``query`` (float32, as bm25s computes them: each
         query term's precomputed column added in turn; a term the corpus lacks adds nothing)."""
-        ids = self._term_ids(query)
+        return self._score_terms(self._term_ids(query))
+
+    def _score_terms(self, ids: Sequence[int]) -> np.ndarray:
         if self.model.nonoccurrence_array is not None:  # bm25l / bm25+: bm25s adds a per-term constant
-            return self.model.get_scores_from_ids(ids)
+            return self.model.get_scores_from_ids(list(ids))
         return self._add_terms(np.zeros(self.num_docs, dtype=np.dtype(self.model.dtype)), ids)
 
     def _add_terms(self, out: np.ndarray, ids: Sequence[int]) -> np.ndarray:
@@ -113,8 +115,8 @@ class BM25Index:
             return []
         k = min(depth, self.num_docs)
         terms = [tuple(self._term_ids(q)) for q in queries]
-        if self.model.nonoccurrence_array is not None:
-            return [self._hits(self.model.get_scores_from_ids(list(t)), k) for t in terms]
+        if self.model.nonoccurrence_array is not None:  # a per-term constant: no prefix to share
+            return [self._hits(self._score_terms(t), k) for t in terms]
         first = {}  # the terms of a query -> the first query with them
         for i, t in enumerate(terms):
             first.setdefault(t, i)
@@ -131,7 +133,7 @@ class BM25Index:
         for i in sorted(first.values(), key=lambda i: len(terms[i])):  # a prefix before the queries that extend it
             j = source.get(i)
             if j is None:
-                scores = self._add_terms(np.zeros(self.num_docs, dtype=np.dtype(self.model.dtype)), terms[i])
+                scores = self._score_terms(terms[i])
             else:
                 scores = self._add_terms(vectors[j].copy(), terms[i][len(terms[j]):])
                 users[j] -= 1
