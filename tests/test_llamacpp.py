@@ -13,7 +13,8 @@ from rulerag.config import GenerationSettings
 from rulerag.errors import GenerationError
 from rulerag.generation import models as models_mod
 from rulerag.generation.backends import TransformersBackend, make_backend
-from rulerag.generation.llamacpp import LlamaCppBackend
+from rulerag.generation import llamacpp as llamacpp_mod
+from rulerag.generation.llamacpp import LlamaCppBackend, cpu_has_amx
 from rulerag.generation.models import MODELS, EmbeddedModel, resolve_gguf
 from rulerag.generation.prompts import Prompt, standard_prompt
 
@@ -131,6 +132,35 @@ def test_settings_reach_the_backend():
     assert isinstance(gen, LlamaCppBackend) and (gen.threads, gen.context_tokens) == (3, 2048) and not gen.loaded
 
 
+def test_extra_weight_buffers_are_off_only_inside_the_swap():
+    llama_cpp = _need_engine()
+    params = llama_cpp.llama.llama_cpp.llama_model_default_params
+    assert params().use_extra_bufts
+    with llamacpp_mod._without_extra_buffers(llama_cpp):
+        assert not llama_cpp.llama.llama_cpp.llama_model_default_params().use_extra_bufts
+    assert llama_cpp.llama.llama_cpp.llama_model_default_params is params and params().use_extra_bufts
+
+
+def test_amx_flag_is_read_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
+    assert not cpu_has_amx(info)
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f amx_tile amx_int8\n")
+    assert cpu_has_amx(info)
+
+
+@pytest.mark.integration
+def test_amx_cpus_load_without_extra_buffers_and_still_answer(monkeypatch):
+    # llama.cpp's AMX matrix multiply segfaults at the first prompt (ggml-org/llama.cpp#20824); the
+    # other direction (extra buffers on) is what every other real-model test runs on a CPU without AMX
+    _need_smol()
+    monkeypatch.setattr(llamacpp_mod, "cpu_has_amx", lambda: True)
+    gen = LlamaCppBackend(SMOL, threads=2, context_tokens=1024)
+    gen.load()
+    assert gen._llm.model_params.use_extra_bufts is False
+    assert gen.generate(PROMPT, max_new_tokens=8)
+
+
 # ------------------------------------------------------------------------------ the real model
 
 PROMPT = standard_prompt("Where was Alice Marlow born?",
@@ -148,6 +178,21 @@ def test_greedy_answers_are_identical_run_to_run_and_stream_the_same_text(smol):
     assert len(streamed) >= 2  # piece by piece, not one block
     assert usage["prompt_tokens"] > 20 and 1 <= usage["completion_tokens"] <= 12
     assert smol.last_usage["cached_tokens"] > 0  # the repeated prompt was not read again
+
+
+@pytest.mark.integration
+def test_an_answer_does_not_depend_on_what_the_model_read_before(smol):
+    # a CPU kernel may round a row differently with a different number of rows in its batch; the prompt
+    # is read on a fixed grid of chunks so that reuse of the cache never changes an answer or a score
+    fresh = LlamaCppBackend(SMOL, threads=2, context_tokens=1024)
+    candidates = ["Tarvik", "Uppvik"]
+    expected, expected_scores = fresh.generate(PROMPT, max_new_tokens=12), fresh.score(PROMPT, candidates)
+    longer = standard_prompt("Where was Alice Marlow born? Name the town.", ["Alice Marlow was born in Tarvik."] * 9)
+    for before in (PROMPT, longer, standard_prompt("Where does Cora Lind work?", ["Cora Lind works for Helix."])):
+        smol.generate(before, max_new_tokens=12)
+        assert smol.generate(PROMPT, max_new_tokens=12) == expected
+        smol.generate(before, max_new_tokens=3)
+        assert smol.score(PROMPT, candidates) == expected_scores
 
 
 @pytest.mark.integration

@@ -11,7 +11,14 @@ to its verified GGUF by :func:`~rulerag.generation.models.resolve_gguf`) or any 
   :meth:`~LlamaCppBackend.generate` returns);
 - :meth:`~LlamaCppBackend.score` gives each candidate answer's log-probability;
 - consecutive calls reuse the key/value cache of the longest common token prefix (the templates put
-  the fixed system text and instructions first), so only the new part of a prompt is read.
+  the fixed system text and instructions first), so only the new part of a prompt is read. The
+  prompt is read in chunks on a fixed grid of positions (:func:`prefill_grid`) and only whole
+  chunks are reused: a CPU matrix kernel may round a row differently depending on how many rows
+  share its batch, so reading the same tokens in differently cut batches can change a greedy
+  answer. On the grid every answer is the one a fresh model gives, whatever came before;
+- on CPUs with Intel AMX (Sapphire Rapids and later) the model loads without llama.cpp's extra
+  weight buffers: its AMX matrix multiply crashes the process (segmentation fault) at the first
+  prompt (ggml-org/llama.cpp#20824), so weights stay in the plain CPU layout there.
 
 On 2 CPU cores with the 0.5B Qwen model this decodes about 5x faster than transformers on the
 dequantised float32 copy, in a quarter of the memory (``benchmarks/generation_speed.py``).
@@ -28,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -67,6 +75,55 @@ def _check_gguf(path: Path) -> None:
         )
 
 
+def cpu_has_amx(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether the CPU reports Intel AMX (the ``amx_int8`` flag); False where that cannot be read.
+
+    Example:
+        >>> isinstance(cpu_has_amx(), bool), cpu_has_amx("/no/such/file")
+        (True, False)
+    """
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
+            return any(line.startswith("flags") and "amx_int8" in line.split() for line in fh)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _without_extra_buffers(llama_cpp: Any) -> Iterator[None]:
+    """While open, ``llama_cpp.Llama`` builds its model parameters with ``use_extra_bufts`` off
+    (llama-cpp-python has no argument for it; the swap is undone on exit)."""
+    module = llama_cpp.llama.llama_cpp
+    default = module.llama_model_default_params
+
+    def params() -> Any:
+        built = default()
+        built.use_extra_bufts = False
+        return built
+
+    module.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        module.llama_model_default_params = default
+
+
+#: Prompt chunks: every ``FINE`` tokens up to ``FINE_UNTIL`` (the shared system text and
+#: instructions: fine-grained reuse), then every ``COARSE`` (fewer, larger batches).
+PREFILL_FINE, PREFILL_FINE_UNTIL, PREFILL_COARSE = 32, 256, 128
+
+
+def prefill_grid(n: int) -> list[int]:
+    """Chunk boundaries for reading ``n`` prompt tokens: ``0``, the grid points below ``n``, and ``n``.
+
+    Example:
+        >>> prefill_grid(70), prefill_grid(300)[-3:]
+        ([0, 32, 64, 70], [224, 256, 300])
+    """
+    cuts = [*range(0, min(n, PREFILL_FINE_UNTIL), PREFILL_FINE), *range(PREFILL_FINE_UNTIL, n, PREFILL_COARSE)]
+    return [*cuts, n] if n else [0]
+
+
 class LlamaCppBackend(Generator):
     """A GGUF model on llama.cpp; see the module docstring.
 
@@ -89,6 +146,7 @@ class LlamaCppBackend(Generator):
         self._llm: Any = None
         self._format: Any = None
         self._eot: list[int] = []
+        self._on_grid = 0  # cached tokens read in whole grid chunks (reusable)
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ loading
@@ -129,11 +187,13 @@ class LlamaCppBackend(Generator):
                 raise GenerationError(f"generation.backend llamacpp needs llama-cpp-python, which is not installed. Fix: {INSTALL_HINT}") from exc
             path = self._locate()
             t0 = time.perf_counter()
+            plain_weights = cpu_has_amx()
             try:
-                llm = llama_cpp.Llama(
-                    model_path=str(path), n_ctx=self.context_tokens, n_threads=self.threads,
-                    n_threads_batch=self.threads, seed=self.seed, verbose=False,
-                )
+                with _without_extra_buffers(llama_cpp) if plain_weights else contextlib.nullcontext():
+                    llm = llama_cpp.Llama(
+                        model_path=str(path), n_ctx=self.context_tokens, n_threads=self.threads,
+                        n_threads_batch=self.threads, seed=self.seed, verbose=False,
+                    )
             except Exception as exc:  # llama-cpp-python raises ValueError/RuntimeError on a bad file
                 raise GenerationError(
                     f"llama.cpp could not load {path}: {exc}. The file is damaged, truncated or of an architecture this "
@@ -145,7 +205,8 @@ class LlamaCppBackend(Generator):
             self.path = path
             self.load_seconds = time.perf_counter() - t0
             self._llm = llm  # last: marks the backend as loaded
-            log.info("loaded %s on llama.cpp in %.2f s (%d threads)", path, self.load_seconds, self.threads)
+            log.info("loaded %s on llama.cpp in %.2f s (%d threads%s)", path, self.load_seconds, self.threads,
+                     ", AMX CPU: extra weight buffers off" if plain_weights else "")
 
     @staticmethod
     def _end_of_turn(llm: Any) -> int:
@@ -200,6 +261,22 @@ class LlamaCppBackend(Generator):
         same = np.asarray(llm.input_ids[:n]) == np.asarray(tokens[:n])
         return int(n if same.all() else np.argmin(same))
 
+    def _prefill(self, tokens: Sequence[int]) -> int:
+        """Read all but the last prompt token into the cache in grid chunks, reusing the cached
+        whole chunks of the common prefix; returns how many tokens were reused. The last token is
+        then read alone (by the caller), as in a fresh model."""
+        llm, end = self._llm, len(tokens) - 1
+        grid = prefill_grid(end)
+        usable = min(self._cached_prefix(tokens), self._on_grid, end)
+        start = max(c for c in grid if c <= usable)
+        self._on_grid = min(self._on_grid, start)
+        llm.n_tokens = start
+        for a, b in zip(grid, grid[1:]):
+            if a >= start:
+                llm.eval(tokens[a:b])
+        self._on_grid = grid[-2] if len(grid) > 1 else 0  # the last chunk may be partial: not reused
+        return start
+
     # ------------------------------------------------------------------ generation
 
     def stream(self, prompt: Prompt, *, max_new_tokens: int, temperature: float = 0.0) -> Iterator[str]:
@@ -214,10 +291,11 @@ class LlamaCppBackend(Generator):
             text = self.render(prompt)
             tokens = self._tokens(text)
             self._check_room(len(tokens), max_new_tokens)
-            cached = self._cached_prefix(tokens)
             t0 = time.perf_counter()
             pieces = 0
+            cached = 0
             try:
+                cached = self._prefill(tokens)
                 chunks = self._llm.create_completion(
                     tokens, max_tokens=max_new_tokens, temperature=temperature, top_k=1 if temperature == 0 else 40,
                     top_p=1.0 if temperature == 0 else 0.95, min_p=0.0 if temperature == 0 else 0.05, repeat_penalty=1.0,
@@ -270,10 +348,10 @@ class LlamaCppBackend(Generator):
             suffixes = [self._llm.tokenize(t.encode("utf-8"), add_bos=False, special=False) + self._eot for t in texts]
             self._check_room(len(tokens), max(len(s) for s in suffixes))
             t0 = time.perf_counter()
-            cached = min(self._cached_prefix(tokens), len(tokens) - 1)  # re-read at least the last token: its logits
+            cached = 0
             try:
-                llm.n_tokens = cached
-                llm.eval(tokens[cached:])
+                cached = self._prefill(tokens)
+                llm.eval(tokens[-1:])  # the last token alone: its logits
                 first = _log_softmax(self._logits(-1))
                 scores = []
                 for suffix in suffixes:
