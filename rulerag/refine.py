@@ -21,7 +21,7 @@ from typing import Any
 
 from rulerag.checking import CheckReport, check
 from rulerag.checking.repair import repair_answer
-from rulerag.generation import Generator, Prompt, refine_prompt
+from rulerag.generation import Generator, Prompt, echoes_prompt, refine_prompt
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,9 @@ def verify_and_refine(
     ``repair``: repair each answer by code before checking it (see the module docstring). Each
     ``rounds`` entry then holds ``repairs`` (the repaired instruction ids) and, when a repair was
     kept, ``generated`` (the text as the model wrote it); ``first_answer`` of the result stays
-    the unrepaired first answer."""
+    the unrepaired first answer. A re-asked answer that copies the prompt's tags
+    (:func:`~rulerag.generation.echoes_prompt`) is recorded with ``echo`` and never kept; with
+    ``question`` given, the forbidden-words repair deletes only words the question uses."""
     ids = [c.id for c in constraints]
     kwargs = [dict(c.kwargs) for c in constraints]
 
@@ -88,7 +90,7 @@ def verify_and_refine(
         row: dict[str, Any] = {}
         answer = raw
         if repair:
-            fixed = repair_answer(raw, ids, kwargs)
+            fixed = repair_answer(raw, ids, kwargs, question=question)
             answer, row["repairs"] = fixed.answer, fixed.applied
             if fixed.applied:
                 row["generated"] = raw
@@ -108,7 +110,9 @@ def verify_and_refine(
         raw = generator.generate(refine_prompt(prompt, best[0], failed), max_new_tokens=max_new_tokens, temperature=temperature)
         answer, report, row = attempt(raw)
         history.append(row)
-        if row["followed"] > best[2]:
+        if echoes_prompt(raw):  # the model repeated its prompt: not an answer, whatever it passes
+            row["echo"] = True
+        elif row["followed"] > best[2]:
             best = (answer, report, row["followed"], n)
     for i, row in enumerate(history):
         row["kept"] = i == best[3]

@@ -124,6 +124,28 @@ def test_refine_with_repairs_asks_the_model_only_for_what_code_cannot_fix():
     assert result.first_answer == "Tarvik, the capital." and len(result.rounds) == 2
 
 
+def test_forbidden_word_repair_keeps_answer_content_the_question_does_not_use():
+    ids, kwargs = ["keywords:forbidden_words"], [{"forbidden_words": ["fungi", "mycology"]}]
+    question = "Mycology is the study of what?"
+    kept = repair_answer("Mycology is the study of fungi.", ids, kwargs, question=question)
+    assert kept.answer == "Mycology is the study of fungi." and kept.applied == [] and kept.followed == [False]
+    cut = repair_answer("Mycology is the study of moulds.", ids, kwargs, question=question)
+    assert cut.answer == "is the study of moulds." and cut.applied == ["keywords:forbidden_words"]
+    # without the question every forbidden word is deleted, as before
+    assert repair_answer("Mycology is the study of fungi.", ids, kwargs).answer == "is the study of."
+
+
+def test_refine_never_keeps_a_reask_that_echoes_the_prompt():
+    echo = "<failed> - change_case:english_lowercase (all lower-case) </failed>"
+    constraints = [Constraint("cases_lowercase"), Constraint("keywords:forbidden_words", {"forbidden_words": ["timberlake"]})]
+    result = verify_and_refine(FixedBackend(echo), standard_prompt("who played?", ["Justin Timberlake played."]),
+                               constraints, rounds=2, first_answer="Justin Timberlake", repair=True, max_new_tokens=16,
+                               question="who played?")
+    # the echo follows both instructions, the real answer neither; the real answer is kept
+    assert [r.get("echo", False) for r in result.rounds] == [False, True, True]
+    assert result.answer == "Justin Timberlake" and result.rounds[0]["kept"]
+
+
 def test_metered_generator_reads_backend_usage():
     class Counted(FixedBackend):
         def generate(self, prompt, *, max_new_tokens, temperature=0.0):

@@ -37,7 +37,11 @@ Repaired by code (instruction type: what the repair does):
 - ``startend:end_checker``: append the end phrase; ``startend:quotation``: wrap in double quotes;
 - ``combination:repeat_prompt``: put the request before the answer; ``combination:two_responses``:
   the answer, ``******``, its first sentence;
-- ``keywords:forbidden_words``: delete the forbidden words (whole words);
+- ``keywords:forbidden_words``: delete the forbidden words (whole words). Given the
+  ``question``, only words the question itself uses are deleted (the answer restating the
+  question); a forbidden word the question does not use is usually the answer's own content
+  ("Mycology is the study of *fungi*" with "fungi" forbidden), and deleting it would empty the
+  answer, so that is left to the model's re-ask;
 - ``punctuation:no_comma``: delete commas (thousands separators joined, other commas made spaces).
 
 Left to the model (they need language, not editing): ``keywords:existence``,
@@ -324,10 +328,12 @@ def _two_responses(text: str, kw: Mapping[str, Any]) -> str:
 
 
 def _forbidden(text: str, kw: Mapping[str, Any]) -> str:
+    cut = text
     for word in kw["forbidden_words"]:
-        text = _whole_word(word).sub("", text)
-    text = re.sub(r"[ \t]{2,}", " ", text)
-    return re.sub(r"[ \t]+([.,;:!?])", r"\1", text)
+        cut = _whole_word(word).sub("", cut)
+    cut = re.sub(r"[ \t]{2,}", " ", cut)
+    cut = re.sub(r"[ \t]+([.,;:!?])", r"\1", cut)
+    return cut if text[:1].isspace() else cut.lstrip()
 
 
 def _no_comma(text: str, kw: Mapping[str, Any]) -> str:
@@ -421,16 +427,29 @@ def _follows(text: str, prepared: Sequence[tuple[str, Mapping[str, Any]]]) -> li
     return [ok and INSTRUCTIONS[iid].check(text, kw) for iid, kw in prepared]
 
 
+def _deletable(word: str, question: str | None) -> bool:
+    return question is None or bool(_whole_word(word).search(question))
+
+
 def repair_answer(
-    answer: str, instruction_id_list: Sequence[str], kwargs: Sequence[Mapping[str, Any] | None] | None = None
+    answer: str,
+    instruction_id_list: Sequence[str],
+    kwargs: Sequence[Mapping[str, Any] | None] | None = None,
+    question: str | None = None,
 ) -> RepairResult:
     """Repair ``answer`` for the instructions it fails (IFEval or FollowRAG ids); see the module
     docstring. Passing instructions are never touched, and an answer that follows everything (or
-    is empty) comes back unchanged.
+    is empty) comes back unchanged. ``question``: the question asked (without its output
+    instructions); when given, forbidden words are deleted only where the question uses them.
 
     Example:
         >>> repair_answer("Norland", ["format_quotation"], [{}]).answer
         '"Norland"'
+        >>> ids, kw = ["keywords:forbidden_words"], [{"forbidden_words": ["fungi", "study"]}]
+        >>> repair_answer("Mycology is the study of fungi.", ids, kw, question="What does mycology study?").answer
+        'Mycology is the study of fungi.'
+        >>> repair_answer("Mycology is the study of moulds.", ids, kw, question="What does mycology study?").answer
+        'Mycology is the of moulds.'
     """
     prepared = prepare(instruction_id_list, kwargs)
     status = _follows(answer, prepared)
@@ -444,6 +463,8 @@ def repair_answer(
         if status[i]:
             continue
         cid, kw = prepared[i]
+        if cid == "keywords:forbidden_words":
+            kw = {**kw, "forbidden_words": [w for w in kw["forbidden_words"] if _deletable(w, question)]}
         made = REPAIRS[cid](answer, kw)
         candidates = [c for c in ([made] if isinstance(made, str) else made) if c != answer]
         for candidate in candidates:

@@ -26,6 +26,7 @@ from rulerag.generation.models import (
 from rulerag.generation.prompts import (
     PROMPT_VERSION,
     Prompt,
+    echoes_prompt,
     postprocess_answer,
     refine_prompt,
     rulerag_prompt,
@@ -43,6 +44,7 @@ __all__ = [
     "Prompt",
     "TransformersBackend",
     "cache_root",
+    "echoes_prompt",
     "make_backend",
     "model_cache_dir",
     "postprocess_answer",

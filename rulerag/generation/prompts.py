@@ -225,6 +225,18 @@ def grounded_prompt(
     return Prompt(system=system, user="\n\n".join(sections), template="grounded")
 
 
+def echoes_prompt(answer: str) -> bool:
+    """Whether ``answer`` copies the prompt's scaffolding (a ``<instructions>``, ``<failed>``,
+    ``<documents>`` ... tag): a small model re-asked sometimes repeats its prompt instead of
+    answering, and such text is not an answer even when it happens to pass a check.
+
+    Example:
+        >>> echoes_prompt("<failed> - change_case:english_lowercase </failed>"), echoes_prompt("justin timberlake")
+        (True, False)
+    """
+    return bool(_TAG_RE.search(answer))
+
+
 def refine_prompt(prompt: Prompt, previous_answer: str, failed: Sequence[str]) -> Prompt:
     """Ask again after a check: the original prompt, the previous answer and the instructions it
     failed, named one per line (verify-and-refine)."""
