@@ -84,3 +84,42 @@ def test_sharded_bm25_merge_equals_the_unsharded_search(index, num_shards):
     assert sharded.size == index.num_docs and len(sharded.shards) == num_shards
     for depth in (1, 10, 200):
         assert sharded.search(QUERIES, depth) == index.search(QUERIES, depth), depth
+
+
+@pytest.mark.parametrize("depth", [1, 10, 50, 400])
+def test_pruned_search_of_common_terms_equals_scoring_every_document(index, monkeypatch, depth):
+    """Terms in at least COMMON_TERM_SHARE of the documents ("born", "in", ...: a quarter of the fixture
+    each) are scored only for documents holding the query's other terms where a bound shows it exact.
+    Hit lists (positions and float32 scores) equal full scoring, ties included, at every depth."""
+    import rulerag.retrieval.bm25 as bm25_mod
+
+    queries = [*QUERIES, "person7 born in city3 lives in", "person12 person13 visited", "city3 city4 works in works in",
+               "person299 born in lives in works in visited",
+               # repeated common terms outweigh the rare one: documents without "city3" belong in the top k
+               # (the bound refuses the shortcut)
+               "city3 born born born born in in in", "person7 works works works works visited visited"]
+    pruned = [0]
+    original = BM25Index._pruned
+
+    def counted(self, ids, k):
+        out = original(self, ids, k)
+        pruned[0] += out is not None
+        return out
+
+    monkeypatch.setattr(BM25Index, "_pruned", counted)
+    fast = BM25Index(index.model, index.num_docs).search(queries, depth)
+    monkeypatch.setattr(bm25_mod, "COMMON_TERM_SHARE", 2.0)  # no term is common: every document scored, postings scattered
+    full = BM25Index(index.model, index.num_docs).search(queries, depth)
+    assert [[(h.pos, h.score) for h in hits] for hits in fast] == [[(h.pos, h.score) for h in hits] for hits in full]
+    assert pruned[0] >= (3 if depth <= 50 else 0)  # the shortcut was taken (not at a depth beyond the candidates)
+
+
+def test_common_terms_as_dense_columns_keep_bm25s_scores_and_are_capped(index, monkeypatch):
+    import rulerag.retrieval.bm25 as bm25_mod
+
+    monkeypatch.setattr(bm25_mod, "MAX_DENSE_TERMS", 2)
+    fresh = BM25Index(index.model, index.num_docs)
+    for q in QUERIES:
+        ids = index.model.get_tokens_ids(tokenize(q) or ["<empty>"])
+        assert np.array_equal(fresh.scores(q), index.model.get_scores_from_ids(ids)), q
+    assert len(fresh._dense) == 2  # "born", "in", "lives", ... are common; only two columns kept

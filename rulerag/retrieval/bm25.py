@@ -60,6 +60,15 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return positions, scores[positions]
 
 
+#: A query term in at least this share of the documents is "common": :meth:`BM25Index.search`
+#: scores it only for the documents holding one of the query's other terms where a bound shows
+#: that exact, and adds it as a dense column (below) rather than by scattering its postings.
+COMMON_TERM_SHARE = 1 / 20
+#: Common terms whose scores are kept as a dense float column (one per document: adding it is a
+#: vector add, taking candidates' scores a gather); at most this many per index, built on first use.
+MAX_DENSE_TERMS = 32
+
+
 class BM25Index:
     """A BM25 index over document texts. Documents with score 0 are never returned; documents
     with equal scores come in corpus order (:func:`top_k`)."""
@@ -67,6 +76,8 @@ class BM25Index:
     def __init__(self, model: bm25s.BM25, num_docs: int) -> None:
         self.model = model
         self.num_docs = num_docs
+        self._bounds: np.ndarray | None = None  # per term: its largest score (None: not computed yet)
+        self._dense: dict[int, np.ndarray] = {}  # common term -> its score in every document
 
     @classmethod
     def build(cls, texts: list[str], *, k1: float = 1.5, b: float = 0.75, method: str = "lucene", progress: bool = False) -> BM25Index:
@@ -90,9 +101,28 @@ class BM25Index:
             return self.model.get_scores_from_ids(list(ids))
         return self._add_terms(np.zeros(self.num_docs, dtype=np.dtype(self.model.dtype)), ids)
 
+    def _dense_column(self, term: int) -> np.ndarray | None:
+        """A common term's score in every document (0 where absent), built once; None for a rare
+        term or when :data:`MAX_DENSE_TERMS` columns exist. Adding 0.0 leaves a score unchanged, so
+        adding the column gives the same sums as adding the postings."""
+        column = self._dense.get(term)
+        if column is None:
+            indptr = self.model.scores["indptr"]
+            start, end = int(indptr[term]), int(indptr[term + 1])
+            if end - start < COMMON_TERM_SHARE * self.num_docs or len(self._dense) >= MAX_DENSE_TERMS:
+                return None
+            column = np.zeros(self.num_docs, dtype=np.dtype(self.model.dtype))
+            column[self.model.scores["indices"][start:end]] = self.model.scores["data"][start:end]
+            self._dense[term] = column
+        return column
+
     def _add_terms(self, out: np.ndarray, ids: Sequence[int]) -> np.ndarray:
         data, indices, indptr = self.model.scores["data"], self.model.scores["indices"], self.model.scores["indptr"]
         for term in ids:
+            column = self._dense_column(term)
+            if column is not None:
+                out += column
+                continue
             start, end = int(indptr[term]), int(indptr[term + 1])
             # a document occurs once per term column, so both give bm25s's sums bit for bit; for a term
             # in a large share of the corpus ufunc.at is the faster, for the rest a gather-add-scatter
@@ -102,9 +132,75 @@ class BM25Index:
                 out[indices[start:end]] += data[start:end]
         return out
 
+    def _term_bounds(self) -> np.ndarray | None:
+        """Each term's largest score in any document, or None when pruning cannot apply (a per-term
+        constant, or document ids not sorted within a term's column). Computed once."""
+        if self._bounds is None:
+            data, indices, indptr = self.model.scores["data"], self.model.scores["indices"], self.model.scores["indptr"]
+            bounds = np.zeros(len(indptr) - 1, dtype=np.float64)
+            starts = np.asarray(indptr[:-1])
+            filled = np.asarray(indptr[1:]) > starts
+            if filled.any():
+                bounds[filled] = np.maximum.reduceat(np.asarray(data), starts[filled])
+            steps = np.diff(np.asarray(indices).astype(np.int64))
+            cuts = np.asarray(indptr[1:-1])
+            steps[cuts[(cuts > 0) & (cuts < len(indices))] - 1] = 1  # from one column to the next is no step
+            usable = self.model.nonoccurrence_array is None and bool(np.all(steps > 0))
+            self._bounds = bounds if usable else np.empty(0)
+        return self._bounds if len(self._bounds) else None
+
+    def _pruned(self, ids: Sequence[int], k: int) -> list[Hit] | None:
+        """The top ``k`` of a query with common terms (:data:`COMMON_TERM_SHARE`), scoring only the
+        documents holding one of its other terms, or None where that cannot be shown exact.
+
+        Exact by a bound (the MaxScore argument): a document without any of the other terms scores
+        at most the sum of the common terms' largest scores; when the k-th best candidate scores
+        more than that, no such document reaches the top k or ties at its cut. Candidates get every
+        term's score added in query order, the same float additions as :meth:`scores`."""
+        bounds = self._term_bounds()
+        if bounds is None or not ids or k <= 0:
+            return None
+        data, indices, indptr = self.model.scores["data"], self.model.scores["indices"], self.model.scores["indptr"]
+        ids_a = np.asarray(ids)
+        common = (indptr[ids_a + 1] - indptr[ids_a]) >= COMMON_TERM_SHARE * self.num_docs
+        if not common.any() or common.all():
+            return None
+        rare = sorted({int(t) for t in ids_a[~common]})
+        if len(rare) == 1:  # a column's documents are sorted and distinct
+            candidates = np.asarray(indices[indptr[rare[0]] : indptr[rare[0] + 1]])
+        else:
+            candidates = np.sort(np.concatenate([indices[indptr[t] : indptr[t + 1]] for t in rare]))
+            candidates = candidates[np.concatenate(([True], candidates[1:] != candidates[:-1]))]
+        if len(candidates) < k:
+            return None
+        scores = np.zeros(len(candidates), dtype=np.dtype(self.model.dtype))
+        rare_set = set(rare)
+        for term in ids:
+            start, end = int(indptr[term]), int(indptr[term + 1])
+            docs = indices[start:end]
+            if term in rare_set:  # every document of the term is a candidate
+                scores[np.searchsorted(candidates, docs)] += data[start:end]
+                continue
+            column = self._dense_column(term)
+            if column is not None:
+                scores += column[candidates]
+            else:
+                at = np.minimum(np.searchsorted(docs, candidates), len(docs) - 1)
+                held = docs[at] == candidates
+                scores[held] += data[start:end][at[held]]
+        positions, values = top_k(scores, k)
+        ceiling = float(bounds[ids_a[common]].sum())  # what a document with only common terms can reach
+        if len(values) < k or not float(values[-1]) > ceiling * (1 + 1e-5) + 1e-6:
+            return None
+        return [Hit(p, s) for p, s in zip(candidates[positions].tolist(), values.tolist())]
+
     def search(self, queries: list[str], depth: int) -> list[list[Hit]]:
         """Top ``depth`` hits per query (fewer when fewer documents share a term), best first, ties
         in corpus order.
+
+        A query with common terms (in at least :data:`COMMON_TERM_SHARE` of the documents) and
+        others is first scored only over the documents holding one of the others (:meth:`_pruned`),
+        which a bound shows exact; where it cannot, every document is scored.
 
         Queries of one call share work: a query whose terms begin with all the terms of another
         (a rule-guided query is the question followed by the rule's words) starts from that
@@ -117,9 +213,15 @@ class BM25Index:
         terms = [tuple(self._term_ids(q)) for q in queries]
         if self.model.nonoccurrence_array is not None:  # a per-term constant: no prefix to share
             return [self._hits(self._score_terms(t), k) for t in terms]
-        first = {}  # the terms of a query -> the first query with them
+        out: list[list[Hit] | None] = [None] * len(queries)
+        first = {}  # the terms of a query -> the first query with them (those pruning could not do)
+        seen: set[tuple[int, ...]] = set()
         for i, t in enumerate(terms):
-            first.setdefault(t, i)
+            if t not in seen:
+                seen.add(t)
+                out[i] = self._pruned(t, k)
+                if out[i] is None:
+                    first[t] = i
         source: dict[int, int] = {}  # query -> the query whose terms are its longest proper prefix
         for t, i in first.items():
             for n in range(len(t) - 1, 0, -1):
@@ -129,7 +231,6 @@ class BM25Index:
                     break
         users = Counter(source.values())
         vectors: dict[int, np.ndarray] = {}  # score vectors a longer query still starts from
-        out: list[list[Hit] | None] = [None] * len(queries)
         for i in sorted(first.values(), key=lambda i: len(terms[i])):  # a prefix before the queries that extend it
             j = source.get(i)
             if j is None:
@@ -142,7 +243,8 @@ class BM25Index:
             if users[i]:
                 vectors[i] = scores
             out[i] = self._hits(scores, k)
-        return [out[first[t]] for t in terms]  # type: ignore[misc]
+        done = {terms[i]: hits for i, hits in enumerate(out) if hits is not None}
+        return [done[t] for t in terms]
 
     @staticmethod
     def _hits(scores: np.ndarray, k: int) -> list[Hit]:
