@@ -23,6 +23,11 @@ questions) and single-threaded (torch, FAISS and BLAS limited to one thread):
   (``rulerag.text.tokenize``) by default, so the two BM25s see the same terms; ``--peer-tokenizer
   split`` uses LangChain's default (``str.split``).
 
+* **Baseline, part of the work**: the same query strings through stock bm25s alone (``BM25.retrieve``
+  on our index's bm25s model, one call per block, one thread), then the same filter and merge: no
+  dense search and no fusion, so the reader sees how the rest of RuleRAG's time (query encoding,
+  FAISS, fusion) compares with a BM25-only system.
+
 ``--bm25-variants robertson,atire,...`` reruns RuleRAG's side (recall only, untimed) with its BM25
 rebuilt in other bm25s variants, to show how much of a small recall gap is BM25 tie-breaking.
 
@@ -183,18 +188,29 @@ class LangChainPeer:
 
     def retrieve(self, question: dict, k: int) -> tuple[list[str], list[str]]:
         """Top-``k`` texts and the queries for one question."""
-        rs = self.settings.retrieval
         queries = self.queries(question)
+        lists = [[Hit(d.metadata["pos"], 0.0) for d in self.ensemble.invoke(query)[: self.depth]]  # ours cuts each fused list to its depth too
+                 for query in queries]
+        return self.finish(question, lists, k), queries
+
+    def finish(self, question: dict, lists: Sequence[Sequence[Hit]], k: int) -> list[str]:
+        """Per-query hit lists -> the question's top-``k`` texts: our time filter, then our merge."""
+        rs = self.settings.retrieval
         when = question.get("time") if rs.time_filter else None
-        lists = []
-        for query in queries:
-            docs = self.ensemble.invoke(query)[: self.depth]  # ours cuts each fused list to its depth too
-            hits = [Hit(d.metadata["pos"], 0.0) for d in docs]
-            if when is not None:
-                hits = [h for h in hits if self.times[h.pos] is None or self.times[h.pos] < when]
-            lists.append(hits)
+        if when is not None:
+            lists = [[h for h in hits if self.times[h.pos] is None or self.times[h.pos] < when] for hits in lists]
         merged = lists[0] if len(lists) == 1 else (round_robin(lists) if rs.merge == MergePolicy.round_robin else rrf(lists, rrf_k=rs.rrf_k))
-        return [self.index.docs[h.pos].contents for h in merged[:k]], queries
+        return [self.index.docs[h.pos].contents for h in merged[:k]]
+
+
+def bm25s_only(peer: LangChainPeer, block: Sequence[dict], queries: Sequence[Sequence[str]], k: int) -> list[list[str]]:
+    """The baseline: the same query strings through stock bm25s alone (``BM25.retrieve``, one call per
+    block of questions, one thread; no dense search, no fusion), then the same filter and merge."""
+    flat = [query for qs in queries for query in qs]
+    ids, scores = peer.index.bm25.model.retrieve([tokenize(q) or ["<empty>"] for q in flat], k=min(peer.depth, peer.index.bm25.num_docs),
+                                                 show_progress=False, n_threads=1)
+    lists = iter([[Hit(int(i), float(s)) for i, s in zip(r, sc) if s > 0] for r, sc in zip(np.asarray(ids).tolist(), np.asarray(scores).tolist())])
+    return [peer.finish(q, [next(lists) for _ in qs], k) for q, qs in zip(block, queries)]
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -214,7 +230,7 @@ def write_report(result: dict[str, Any], out: Path) -> None:
         f"Same seeded question sample (seed {result['seed']}), same queries (the plain question plus one per matched rule, "
         f"identical strings: {result['queries']} queries in all), same document vectors, same fusion (RRF, rrf_k = c = "
         f"{result['settings']['rrf_k']}, ranks from 1, equal weights; per-query lists merged by {result['settings']['merge']}), "
-        "same time filter. One process, warm, single-threaded (torch, FAISS, BLAS: 1 thread); the three runs are "
+        "same time filter. One process, warm, single-threaded (torch, FAISS, BLAS: 1 thread); the runs are "
         f"interleaved in blocks of {result['batch_size']} questions (rotating order) so that they share the machine's load. "
         "q/s: wall clock; q/CPU-s: questions per second of this process's CPU time (robust to other jobs on a shared machine).",
         "",
@@ -225,7 +241,9 @@ def write_report(result: dict[str, Any], out: Path) -> None:
     for name, label in (("rulerag_batched", f"RuleRAG `retrieve_many` (batches of {result['batch_size']})"),
                         ("rulerag_single", "RuleRAG `retrieve` (one question per call)"),
                         ("langchain", "LangChain EnsembleRetriever (BM25Retriever + FAISS), one `invoke` per query"),
-                        ("rulerag_defaults", "*reference, not the same work:* RuleRAG default settings, batched")):
+                        ("rulerag_defaults", "*reference, not the same work:* RuleRAG default settings, batched"),
+                        ("bm25s_only", "*baseline, part of the work:* the same queries through stock bm25s alone (no dense search, "
+                                       "no fusion)")):
         row = r.get(name)
         if row is None:
             continue
@@ -233,6 +251,13 @@ def write_report(result: dict[str, Any], out: Path) -> None:
                      f"{row['questions_per_s'] / peer['questions_per_s']:.1f}x | {row['questions_per_cpu_s']:.2f} | "
                      f"{row['questions_per_cpu_s'] / peer['questions_per_cpu_s']:.1f}x |")
     p = result["paired"]
+    if "bm25s_only" in r:
+        base, ours = r["bm25s_only"], r["rulerag_batched"]
+        lines += ["", f"Where RuleRAG's time goes: stock bm25s alone on the same queries takes "
+                      f"{1000 * base['cpu_seconds'] / result['questions']:.1f} CPU-ms per question, "
+                      f"{100 * base['cpu_seconds'] / ours['cpu_seconds']:.0f}% of RuleRAG's batched "
+                      f"{1000 * ours['cpu_seconds'] / result['questions']:.1f}; the rest is query encoding (the larger part, see "
+                      "profile_query.md), FAISS, fusion and merging, and its own BM25 (faster than bm25s' retrieve, bm25_search.md)."]
     lines += [
         "",
         f"Paired on Recall@{k} hits (exact McNemar): RuleRAG only {p['a_only']}, LangChain only {p['b_only']}, p = {p['p_value']:.3g}. "
@@ -365,8 +390,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         out = [peer.retrieve(q, args.k) for q in block]
         return [texts for texts, _ in out], [qs for _, qs in out]
 
+    planned = {q["id"]: peer.queries(q) for q in questions}  # the bm25s baseline's queries, matched untimed
+
+    def run_bm25s(block: Sequence[dict]) -> tuple[list[list[str]], list[list[str]]]:
+        queries = [planned[q["id"]] for q in block]
+        return bm25s_only(peer, block, queries, args.k), queries
+
     systems: dict[str, Callable[[Sequence[dict]], tuple[list[list[str]], list[list[str]]]]] = {
         "rulerag_batched": lambda block: batched.retrieve(block, args.k), "rulerag_single": run_single, "langchain": run_peer,
+        "bm25s_only": run_bm25s,
     }
     if with_defaults:
         ours_defaults = Ours(index, rules, defaults, facts)
@@ -386,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             texts[name] += got
             sent[name] += queries
         print(f"  {start + len(block)}/{len(questions)} questions", file=sys.stderr)
-    if not (sent["langchain"] == sent["rulerag_batched"] == sent["rulerag_single"]):
+    if not (sent["langchain"] == sent["rulerag_batched"] == sent["rulerag_single"] == sent["bm25s_only"]):
         sys.exit("error: internal: the systems were sent different queries")
     ours_texts, single_texts, peer_texts, ours_queries = texts["rulerag_batched"], texts["rulerag_single"], texts["langchain"], sent["langchain"]
     rows: dict[str, dict[str, Any]] = {name: {"seconds": wall[name], "cpu_seconds": cpu[name]} for name in systems}

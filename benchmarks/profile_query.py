@@ -20,6 +20,12 @@ dedup (the per-rule lists into one), other (rule queries, time filter, documents
 re-embedding; cached under ``--work``), and reports how often its top-k documents equal the exact
 search's, and Recall@k (gold answer among the top k) of every run.
 
+How close query encoding is to the core's arithmetic limit: the texts each question sends to the
+encoder are recorded (untimed) and tokenised after the question, padded as one batch pads them;
+the encoder's rate is 2 x its non-embedding weights per padded token (multiply-adds of the weight
+matrices; attention scores, a few % at these lengths, not counted) over the encoding CPU time, set
+beside float32 matrix products of the encoder's shapes on the same threads (torch).
+
 Writes ``benchmarks/results/profile_query.md`` and ``.json`` (``--out``).
 """
 
@@ -109,6 +115,44 @@ def instrument(rag: Any, timer: StageTimer) -> None:
     retriever._collapse = timer.wrap("merge / dedup", retriever._collapse)
 
 
+class TextLog:
+    """The texts each encoder call receives (recorded, not timed: tokenised after the question)."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def logged(texts: Any, *args: Any, **kwargs: Any) -> Any:
+            self.calls.append(list(texts))
+            return fn(texts, *args, **kwargs)
+
+        return logged
+
+
+def padded_tokens(tokenizer: Any, calls: list[list[str]], max_length: int) -> int:
+    """Tokens the encoder computes for ``calls``: each call one batch, padded to its longest text."""
+    total = 0
+    for texts in calls:
+        if texts:
+            lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+            total += len(texts) * max(lengths)
+    return total
+
+
+def matmul_gflops(d: int, hidden: int, rows: int = 128, repeat: int = 200) -> float:
+    """float32 GFLOP/s of (rows x d) @ (d x hidden) products in torch on its configured threads."""
+    import torch
+
+    a, b = torch.randn(rows, d), torch.randn(d, hidden)
+    for _ in range(20):
+        a @ b
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    return 2 * rows * d * hidden * repeat / (time.perf_counter() - t0) / 1e9
+
+
 def load_questions(path: Path, n: int, skip: int = 0) -> list[dict[str, Any]]:
     rows = []
     with path.open(encoding="utf-8") as fh:
@@ -153,14 +197,18 @@ def cpu_sample() -> tuple[float, float]:
     return sum(sys_t) - sys_t.idle - getattr(sys_t, "iowait", 0.0), me.user + me.system
 
 
-def profile(rag: Any, timer: StageTimer, questions: list[dict[str, Any]], structured: bool, k: int) -> dict[str, Any]:
-    """Time every question; returns per-stage lists of milliseconds (wall and CPU) and the top-k ids."""
+def profile(rag: Any, timer: StageTimer, questions: list[dict[str, Any]], structured: bool, k: int,
+            texts: TextLog | None = None, count: Callable[[list[list[str]]], int] | None = None) -> dict[str, Any]:
+    """Time every question; returns per-stage lists of milliseconds (wall and CPU), the top-k ids and
+    (with ``texts`` and ``count``) the padded encoder tokens per question."""
     wall: dict[str, list[float]] = {s: [] for s in STAGES}
     cpu: dict[str, list[float]] = {s: [] for s in STAGES}
-    totals, totals_cpu, prompts, ids, n_queries, hits = [], [], [], [], [], []
+    totals, totals_cpu, prompts, ids, n_queries, hits, tokens = [], [], [], [], [], [], []
     for row in questions:
         kw = {"relation": row.get("relation"), "time": row.get("time")} if structured else {}
         timer.reset()
+        if texts is not None:
+            texts.calls.clear()
         t0, c0 = time.perf_counter(), time.process_time()
         result = rag.retrieve(row["question"], k=k, **kw)
         total, total_cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -178,8 +226,10 @@ def profile(rag: Any, timer: StageTimer, questions: list[dict[str, Any]], struct
         ids.append([d.id for d in result.documents])
         hits.append(recall_at_k([d.contents for d in result.documents], row.get("golden_answers") or [], k))
         n_queries.append(len(result.queries))
+        if texts is not None and count is not None:
+            tokens.append(count(texts.calls))
     return {"stages_ms": wall, "stages_cpu_ms": cpu, "retrieval_ms": totals, "retrieval_cpu_ms": totals_cpu,
-            "prompt_ms": prompts, "ids": ids, "queries": n_queries, "recall": hits}
+            "prompt_ms": prompts, "ids": ids, "queries": n_queries, "recall": hits, "encoder_tokens": tokens}
 
 
 def summarise(run: dict[str, Any]) -> dict[str, Any]:
@@ -206,6 +256,7 @@ def summarise(run: dict[str, Any]) -> dict[str, Any]:
         "recall_at_k": round(100 * statistics.fmean(run["recall"]), 1),
         "non_encoding_share": round((mean_total - enc) / mean_total, 4),
         "non_encoding_cpu_share": round((mean_cpu - enc_cpu) / mean_cpu, 4) if mean_cpu else None,
+        "encoder_tokens_per_question": round(statistics.fmean(run["encoder_tokens"]), 1) if run["encoder_tokens"] else None,
     }
 
 
@@ -256,6 +307,12 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     lines.append("| everything but query encoding, wall (target < 25%) | " + " | ".join(verdict(runs[n]["summary"]["non_encoding_share"]) for n in names) + " |")
     lines.append("| everything but query encoding, CPU | " + " | ".join(verdict(runs[n]["summary"]["non_encoding_cpu_share"]) for n in names) + " |")
     lines.append("| other jobs on the machine (cores, mean) | " + " | ".join(str(runs[n]["other_cores"]) for n in names) + " |")
+    enc = report.get("encoder")
+    if enc:
+        lines.append("| encoder tokens per question (padded, as batched) | " + " | ".join(
+            str(runs[n]["summary"]["encoder_tokens_per_question"]) for n in names) + " |")
+        lines.append("| encoder GFLOP/s (2 x non-embedding weights per token / encoding CPU time) | " + " | ".join(
+            str(runs[n]["encoder_gflops"]) for n in names) + " |")
     for n in names:
         agree = runs[n].get("same_top_k_as_flat")
         if agree is not None:
@@ -269,6 +326,13 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         if runs[n].get("build_s"):
             lines.append(f"| {n}: index build from the flat vectors (s) | " + " | ".join(
                 str(runs[n]["build_s"]) if m == n else "" for m in names) + " |")
+    if enc:
+        lines += ["", f"Encoder: {enc['model']}, {enc['non_embedding_params']:,} non-embedding weights "
+                      f"({enc['gflop_per_token'] * 1000:.1f} MFLOP per token), {enc['layers']} layers of width {enc['width']}; "
+                      f"float32 matrix products of its shapes on the same threads: {enc['matmul_gflops']} GFLOP/s "
+                      f"((128 x {enc['width']}) @ ({enc['width']} x {enc['ffn']}), torch). Encoding runs at "
+                      + ", ".join(f"{n} {100 * runs[n]['encoder_gflops'] / enc['matmul_gflops']:.0f}%" for n in names)
+                      + " of that rate: below it, query encoding gets faster only with fewer tokens or less precise arithmetic."]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -318,6 +382,18 @@ def main() -> None:
     timer = StageTimer()
     instrument(rag, timer)
     flat_dense = rag.index.dense
+    st_model = rag.searcher.base_encoder.model  # the sentence-transformers model behind the encoder
+    auto = st_model[0].auto_model
+    weights = sum(p.numel() for name, p in auto.named_parameters() if "embeddings" not in name)
+    config = auto.config
+    encoder = {"model": rag.searcher.base_encoder.model_name, "non_embedding_params": int(weights), "gflop_per_token": 2 * weights / 1e9,
+               "layers": config.num_hidden_layers, "width": config.hidden_size, "ffn": config.intermediate_size,
+               "matmul_gflops": round(matmul_gflops(config.hidden_size, config.intermediate_size), 1)}
+    texts = TextLog()
+    rag.searcher.base_encoder.encode = texts.wrap(rag.searcher.base_encoder.encode)
+
+    def count(calls: list[list[str]]) -> int:
+        return padded_tokens(st_model.tokenizer, calls, st_model.max_seq_length)
 
     runs: dict[str, Any] = {}
     for kind in kinds:
@@ -331,13 +407,16 @@ def main() -> None:
         rag.searcher._cache.clear()  # every run starts with the same (empty) query-embedding cache
         profile(rag, timer, warm, args.structured, args.k)
         c0, t0 = cpu_sample(), time.perf_counter()
-        run = profile(rag, timer, measured, args.structured, args.k)
+        run = profile(rag, timer, measured, args.structured, args.k, texts, count)
         seconds = time.perf_counter() - t0
         summary = summarise(run)
+        encoding_cpu_s = sum(run["stages_cpu_ms"]["query encoding"]) / 1000
         ef = int(rag.searcher.dense.cpu_index.hnsw.efSearch) if kind.startswith("hnsw") else None
         entry: dict[str, Any] = {"summary": summary, "ef_search": ef, "other_cores": other_cores(c0, cpu_sample(), seconds),
                                  "build_s": round(build_s, 1) if build_s else None, "build_cached": cached,
-                                 "retrieval_ms": [round(x, 2) for x in run["retrieval_ms"]], "ids": run["ids"]}
+                                 "retrieval_ms": [round(x, 2) for x in run["retrieval_ms"]], "ids": run["ids"],
+                                 "encoder_gflops": round(encoder["gflop_per_token"] * sum(run["encoder_tokens"]) / encoding_cpu_s, 1)
+                                 if encoding_cpu_s else None}
         if kind != "flat" and "flat" in runs:
             flat_ids = runs["flat"]["ids"]
             entry["same_top_k_as_flat"] = round(statistics.fmean(a == b for a, b in zip(run["ids"], flat_ids)), 4)
@@ -367,6 +446,7 @@ def main() -> None:
                      "faiss_types": kinds, "retrieval": rag.settings.retrieval.model_dump(mode="json"),
                      "rules_settings": rag.settings.rules.model_dump(mode="json")},
         "runs": {k: {key: v for key, v in r.items() if key != "ids"} for k, r in runs.items()},
+        "encoder": encoder,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -116,6 +116,7 @@ def _repairs(rows: Sequence[dict]) -> dict[str, Any]:
     return {
         "items_repaired": sum(1 for r in rows if r.get("repairs")),
         "items_reasked": sum(1 for r in rows if r.get("rounds", 0) > 0),
+        "reasks_echoed": sum(1 for r in rows for a in r.get("attempts", []) if a.get("echo")),
         "kept_by_instruction": dict(sorted(kept.items(), key=lambda kv: (-kv[1], kv[0]))),
     }
 
@@ -207,7 +208,8 @@ def _markdown(results: dict[str, Any]) -> str:
         kept = ", ".join(f"{cid} {n}" for cid, n in r["kept_by_instruction"].items()) or "none"
         lines += ["", "## Refinement", "",
                   f"Repairs by code kept in {r['items_repaired']} of {s['refine']['answered']} answers ({kept}); "
-                  f"the model was re-asked for {r['items_reasked']}."]
+                  f"the model was re-asked for {r['items_reasked']}"
+                  + (f"; {r['reasks_echoed']} re-asked answers copied the prompt's tags and were discarded." if r.get("reasks_echoed") else ".")]
     if results["paired"]:
         lines += ["", "## Paired tests", "", "On the items both settings answered; first / second = the two settings' scores, "
                   "fixed = right only in the second, broken = right only in the first, p = exact McNemar (two-sided sign test).", "",
