@@ -347,3 +347,24 @@ def test_a_searcher_can_use_a_sharded_index():
     # many hashed vectors tie: the sharded searcher returns the canonical choice among them
     assert [[h.pos for h in row] for row in got] == top_k(whole.dense.index, encoder.encode(queries), 20)[1].tolist()
     assert got[0][0].pos == 12
+
+
+def test_flat_search_uses_blas_for_small_batches_with_the_same_neighbours():
+    """FAISS 1.14+ multiplies a query batch with BLAS only when nq * d >= 128,000 by default, so a
+    rule-guided question's handful of queries scanned the vectors once per query. DenseIndex.search
+    lowers the threshold to BLAS_PER_THREAD per thread; the neighbours stay the same."""
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = DenseIndex.build(vectors, IndexSettings())
+    queries = vectors[:8] + 0.01 * rng.standard_normal((8, 64)).astype(np.float32)
+    before = faiss.cvar.distance_compute_blas_threshold
+    try:
+        hits = index.search(queries, 20)
+        if dense_mod._BLAS_BY_PRODUCT:
+            assert faiss.cvar.distance_compute_blas_threshold == dense_mod.BLAS_PER_THREAD * faiss.omp_get_max_threads()
+        exact = np.argsort(-(queries @ vectors.T), axis=1, kind="stable")[:, :20]
+        assert [[h.pos for h in row][:5] for row in hits] == exact[:, :5].tolist()
+        assert [h.pos for h in index.search(queries[:1], 20)[0]][:5] == exact[0, :5].tolist()
+    finally:
+        faiss.cvar.distance_compute_blas_threshold = before
