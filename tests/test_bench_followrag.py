@@ -260,7 +260,7 @@ def test_report_only_generates_nothing(tmp_path):
 
 def test_answer_files_are_named_by_set_setting_engine_prompt_and_tokens():
     run = FollowRAGRun(FIXTURE, Path("o"), max_new_tokens=64, refine_rounds=1)
-    assert run.answers_path("plain").name.startswith("followrag_fixture.plain.llamacpp-")
+    assert run.answers_path("plain").name.startswith("followrag-fixture.plain.llamacpp-")
     assert run.answers_path("refine").name.endswith(".t64.r1.jsonl")
     assert parse_settings(" refine,plain ") == ("plain", "refine") and SETTINGS == ("plain", "constraint", "refine")
     with pytest.raises(ConfigError, match="Fix: use a comma-separated subset"):

@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -87,7 +88,7 @@ class FollowRAGRun:
     Example:
         >>> run = FollowRAGRun(Path("followRAG_ifnq.json"), Path("out"))
         >>> run.answers_path("refine").name
-        'followRAG_ifnq.refine.llamacpp-qwen2.5-coder-0.5b-instruct.p3.t256.r2.jsonl'
+        'followrag-ifnq.refine.llamacpp-qwen2.5-coder-0.5b-instruct.p3.t256.r2.jsonl'
     """
 
     data: Path
@@ -99,11 +100,13 @@ class FollowRAGRun:
     generation: GenerationSettings = field(default_factory=GenerationSettings)
 
     def answers_path(self, setting: str) -> Path:
-        """The append-only answer file of ``setting``."""
+        """The append-only answer file of ``setting``, named after the data file's slug (lower
+        case, ``-`` for other characters), so that it does not read as a copy of the data file."""
         g = self.generation
         engine = f"{g.backend.value}-{g.model.replace('/', '_')}" + (f".T{g.temperature:g}" if g.temperature else "")
         rounds = f".r{self.refine_rounds}" if setting == "refine" else ""
-        name = f"{self.data.stem}.{setting}.{engine}.p{PROMPT_VERSION}.t{self.max_new_tokens}{rounds}.jsonl"
+        slug = re.sub(r"[^a-z0-9]+", "-", self.data.stem.lower()).strip("-")
+        name = f"{slug}.{setting}.{engine}.p{PROMPT_VERSION}.t{self.max_new_tokens}{rounds}.jsonl"
         return self.out / "answers" / name
 
     def needed(self) -> tuple[str, ...]:
