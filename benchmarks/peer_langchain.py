@@ -61,6 +61,9 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bm25_search import bm25s_search  # noqa: E402
+
 from rulerag.bench.ruleqa import load_questions  # noqa: E402
 from rulerag.bench.runner import mcnemar  # noqa: E402
 from rulerag.config import Dedup, MergePolicy, Mode, RetrieverKind, Settings, load_settings  # noqa: E402
@@ -206,10 +209,8 @@ class LangChainPeer:
 def bm25s_only(peer: LangChainPeer, block: Sequence[dict], queries: Sequence[Sequence[str]], k: int) -> list[list[str]]:
     """The baseline: the same query strings through stock bm25s alone (``BM25.retrieve``, one call per
     block of questions, one thread; no dense search, no fusion), then the same filter and merge."""
-    flat = [query for qs in queries for query in qs]
-    ids, scores = peer.index.bm25.model.retrieve([tokenize(q) or ["<empty>"] for q in flat], k=min(peer.depth, peer.index.bm25.num_docs),
-                                                 show_progress=False, n_threads=1)
-    lists = iter([[Hit(int(i), float(s)) for i, s in zip(r, sc) if s > 0] for r, sc in zip(np.asarray(ids).tolist(), np.asarray(scores).tolist())])
+    found = bm25s_search(peer.index.bm25, [query for qs in queries for query in qs], peer.depth)
+    lists = iter([[Hit(pos, score) for pos, score in hits] for hits in found])
     return [peer.finish(q, [next(lists) for _ in qs], k) for q, qs in zip(block, queries)]
 
 
